@@ -1,0 +1,1 @@
+"""PostgreSQL store: schema, the threaded database pool, and the device, command, message and audit stores."""

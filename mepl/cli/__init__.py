@@ -1,0 +1,1 @@
+"""The ``mepl`` command line: one module per subcommand group, discovered at start."""
