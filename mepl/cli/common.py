@@ -1,0 +1,83 @@
+"""Shared plumbing for CLI subcommands: common options and configuration loading.
+
+Every subcommand that reads configuration calls :func:`add_config_options` on
+its parser and :func:`load_raw_config` in its handler, then builds the typed
+section it needs with :func:`mepl.config.build`, for example
+``build(DatabaseConfig, raw.get("database", {}), "database")``.
+Precedence: built-in defaults < TOML file < ``MEPL_*`` environment < options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mepl.config import ConfigError, apply_env_overrides, build, load_toml
+
+DEFAULT_STATE_DIR = Path("mepl-state")
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    """The ``[mepl]`` section: where state lives and how numbers are read."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    default_region: str = "GB"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if len(self.default_region) != 2 or not self.default_region.isalpha():
+            raise ValueError("default_region must be an ISO 3166 two-letter code, e.g. 'GB'")
+        if self.log_level not in ("debug", "info", "warn", "error"):
+            raise ValueError("log_level must be one of debug, info, warn, error")
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config``, ``--state-dir``, ``--database-url`` and ``--region``."""
+    group = parser.add_argument_group("configuration")
+    group.add_argument("--config", type=Path, metavar="FILE",
+                       default=os.environ.get("MEPL_CONFIG"),
+                       help="TOML configuration file (default: $MEPL_CONFIG, else none)")
+    group.add_argument("--state-dir", type=Path, metavar="DIR",
+                       help="state directory: keys, embedded database (default: ./mepl-state)")
+    group.add_argument("--database-url", metavar="URL",
+                       help="external PostgreSQL URL; without one an embedded server is used")
+    group.add_argument("--region", metavar="CC",
+                       help="default region for national phone numbers (ISO 3166, e.g. GB)")
+
+
+def load_raw_config(args: argparse.Namespace,
+                    environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Merge the TOML file, ``MEPL_*`` variables and command-line options."""
+    env = os.environ if environ is None else environ
+    path: Path | None = getattr(args, "config", None)
+    raw: dict[str, Any] = load_toml(Path(path)) if path else {}
+    raw = apply_env_overrides(raw, env)
+    if getattr(args, "state_dir", None) is not None:
+        raw.setdefault("mepl", {})["state_dir"] = str(args.state_dir)
+    if getattr(args, "region", None) is not None:
+        raw.setdefault("mepl", {})["default_region"] = args.region
+    if getattr(args, "database_url", None) is not None:
+        raw.setdefault("database", {})["url"] = args.database_url
+    return raw
+
+
+def general_config(raw: Mapping[str, Any]) -> GeneralConfig:
+    """Build the ``[mepl]`` section."""
+    return build(GeneralConfig, raw.get("mepl", {}), "mepl")
+
+
+def fail(message: str, status: int = 2) -> int:
+    """Print ``mepl: error: message`` to stderr and return ``status``."""
+    print(f"mepl: error: {message}", file=sys.stderr)
+    return status
+
+
+def config_error(exc: ConfigError) -> int:
+    """Report a configuration error (which names its key) and return exit status 2."""
+    return fail(f"configuration: {exc}")
