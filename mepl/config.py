@@ -112,13 +112,12 @@ def _join(key: str, name: str) -> str:
     return f"{key}.{name}" if key else name
 
 
-def _convert(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911, C901
+def _convert(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value == "" and type(None) in args):
-            if type(None) in args:
-                return None
+        if type(None) in args and (value is None or value == ""):
+            return None
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
@@ -156,7 +155,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911, C901
     return _convert_scalar(tp, value, key)
 
 
-def _convert_scalar(tp: Any, value: Any, key: str) -> Any:  # noqa: PLR0911
+def _convert_scalar(tp: Any, value: Any, key: str) -> Any:
     if tp is Any:
         return value
     if tp is bool:
