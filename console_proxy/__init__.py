@@ -1,1 +1,4 @@
-"""The TLS front for admins' consoles (client certificates, roles, audit); built in a later issue."""
+"""The TLS front for admins' consoles: client certificates, roles, audit.
+
+Built in a later release; the package exists so the layout is fixed.
+"""

@@ -53,3 +53,13 @@ class NoRouteError(SubmitError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, temporary=True)
+
+
+class ChannelUnavailableError(SubmitError):
+    """The channel cannot take a submit now (down or stopping); nothing was sent.
+
+    A router may safely try another channel after this error.
+    """
+
+    def __init__(self, message: str, *, link: str | None = None) -> None:
+        super().__init__(message, temporary=True, link=link)

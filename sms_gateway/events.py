@@ -64,7 +64,7 @@ class InboundMessage:
     text: str | None = None
     smsc_message_id: str | None = None
     gateway_message_id: str | None = None
-    extra: Mapping[str, str] = field(default=_EMPTY)
+    extra: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True)
@@ -87,4 +87,4 @@ class DeliveryReceipt:
     receiver: str | None = None
     gateway_message_id: str | None = None
     raw_text: str | None = None
-    extra: Mapping[str, str] = field(default=_EMPTY)
+    extra: Mapping[str, str] = field(default_factory=lambda: _EMPTY)

@@ -18,7 +18,7 @@ def test_written_forms_normalise_to_one_e164(raw: str, region: str | None) -> No
     assert to_e164(raw, region) == "+447700900123"
 
 
-@pytest.mark.parametrize("raw", ["", "hello", "+44", "12"])
+@pytest.mark.parametrize("raw", ["", "hello", "+44", "12", "84433", "123456"])
 def test_unparseable_numbers_raise_address_error(raw: str) -> None:
     with pytest.raises(AddressError):
         to_e164(raw, "GB")

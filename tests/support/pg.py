@@ -68,3 +68,30 @@ def create_database(prefix: str = "t", template: str | None = None) -> str:
     suffix = f" TEMPLATE {template}" if template else ""
     admin_execute(f'CREATE DATABASE "{name}"{suffix}')
     return database_url(name)
+
+
+_template_lock = threading.Lock()
+_template: str | None = None
+
+
+def migrated_database(prefix: str = "m") -> str:
+    """Create a new database at the schema head; return its URL.
+
+    The first call migrates a template database with the real migrations
+    (``blobstore.migrate.upgrade``); later calls copy it, in milliseconds.
+    """
+    global _template
+    with _template_lock:
+        if _template is None:
+            from sqlalchemy import create_engine
+
+            from blobstore.migrate import upgrade
+
+            url = create_database("tmpl")
+            engine = create_engine(url)
+            try:
+                upgrade(engine)
+            finally:
+                engine.dispose()
+            _template = url.split("?", 1)[0].rsplit("/", 1)[1]
+    return create_database(prefix, template=_template)

@@ -1,0 +1,57 @@
+"""The ``[database]`` configuration section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where the store lives and how it is used.
+
+    ``url`` is an SQLAlchemy URL of an external PostgreSQL
+    (``postgresql+psycopg2://user:pass@host/db``); None or empty starts the
+    embedded server in ``<state_dir>/pg``.  ``pool_size`` is both the number
+    of connections kept open and the number of worker threads of the
+    :class:`~blobstore.pool.DatabasePool`.
+    """
+
+    url: str | None = None
+    pool_size: int = 4
+    max_overflow: int = 2
+    pool_timeout_s: float = 10.0
+    connect_timeout_s: int = 10
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 10_000
+    retry_attempts: int = 3
+    retry_backoff_ms: int = 50
+    batch_max_rows: int = 500
+    batch_max_delay_ms: int = 5
+    application_name: str = "mepl"
+
+    def __post_init__(self) -> None:
+        if self.url is not None and self.url.strip() == "":
+            object.__setattr__(self, "url", None)
+        if self.url is not None and not self.url.startswith("postgresql"):
+            raise ValueError("url must be a PostgreSQL URL (postgresql+psycopg2://...)")
+        if self.pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if self.max_overflow < 0:
+            raise ValueError("max_overflow must not be negative")
+        if self.pool_timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise ValueError("pool_timeout_s and connect_timeout_s must be positive")
+        if self.statement_timeout_ms < 0 or self.lock_timeout_ms < 0:
+            raise ValueError("statement_timeout_ms and lock_timeout_ms must not be negative")
+        if self.retry_attempts < 1:
+            raise ValueError("retry_attempts must be at least 1 (1 means no retry)")
+        if self.retry_backoff_ms < 0:
+            raise ValueError("retry_backoff_ms must not be negative")
+        if not 1 <= self.batch_max_rows <= 10_000:
+            raise ValueError("batch_max_rows must be between 1 and 10000")
+        if self.batch_max_delay_ms < 0:
+            raise ValueError("batch_max_delay_ms must not be negative")
+
+    @property
+    def embedded(self) -> bool:
+        """True when no URL is configured and the embedded server is used."""
+        return self.url is None

@@ -1,0 +1,40 @@
+"""Replay counters for signed frames, allocated atomically in the database.
+
+A counter for (server key, device) is taken with one ``INSERT ... ON CONFLICT
+DO UPDATE ... RETURNING``: the row lock makes concurrent allocations (from
+threads or from several MEPL processes) serialise, so no counter is ever
+handed out twice.  A counter taken by a transaction that rolls back is
+reused by the next allocation, which is safe: no frame carrying it committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, literal_column
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from blobstore.schema import MAX_COUNTER, server_key_counters
+
+
+class CounterExhaustedError(Exception):
+    """The 48-bit counter space for this (key, device) is used up: rotate the key."""
+
+
+def allocate_counter_txn(conn: Connection, key_id: int, device_id: int, count: int = 1) -> int:
+    """Take ``count`` consecutive counters; return the first (counters start at 1)."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    table = server_key_counters
+    stmt: Any = pg_insert(table).values(
+        key_id=key_id, device_id=device_id, next_counter=1 + count
+    ).on_conflict_do_update(
+        index_elements=[table.c.key_id, table.c.device_id],
+        set_={"next_counter": table.c.next_counter + count},
+    ).returning(literal_column("next_counter") - count)
+    first = int(conn.execute(stmt).scalar_one())
+    if first + count - 1 > MAX_COUNTER:
+        raise CounterExhaustedError(
+            f"server key {key_id} has no counters left for device {device_id}"
+        )
+    return first

@@ -1,0 +1,89 @@
+"""Opening the store: an engine on the configured or embedded PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from blobstore.config import DatabaseConfig
+from blobstore.embedded import EmbeddedServer, start_embedded
+from blobstore.migrate import check_schema
+
+
+class Database:
+    """An engine plus, for the embedded default, the server it runs on.
+
+    Use as a context manager or call :meth:`close`: it disposes of the
+    connections and stops the embedded server (if this process was the last
+    user).
+    """
+
+    def __init__(self, engine: Engine, config: DatabaseConfig,
+                 embedded: EmbeddedServer | None = None) -> None:
+        self.engine = engine
+        self.config = config
+        self.embedded = embedded
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        return make_url(self.engine.url).render_as_string(hide_password=True)
+
+    def check_schema(self) -> None:
+        """Raise :class:`~blobstore.errors.SchemaOutOfDateError` unless migrated to the head."""
+        check_schema(self.engine)
+
+    def close(self) -> None:
+        """Dispose of the engine's connections and stop the embedded server."""
+        self.engine.dispose()
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def create_store_engine(url: str, config: DatabaseConfig) -> Engine:
+    """An engine for ``url`` with the pool size, timeouts and session settings of ``config``."""
+    options = (
+        f"-c statement_timeout={config.statement_timeout_ms} "
+        f"-c lock_timeout={config.lock_timeout_ms} "
+        "-c timezone=UTC"
+    )
+    return create_engine(
+        url,
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        pool_timeout=config.pool_timeout_s,
+        pool_pre_ping=True,
+        connect_args={
+            "options": options,
+            "application_name": config.application_name,
+            "connect_timeout": config.connect_timeout_s,
+        },
+    )
+
+
+def open_database(config: DatabaseConfig, state_dir: Path) -> Database:
+    """Open the configured database, starting the embedded server when no URL is set.
+
+    The schema is not checked here: call :meth:`Database.check_schema` (every
+    command but ``mepl db upgrade`` does).
+    """
+    if config.url is not None:
+        return Database(create_store_engine(config.url, config), config)
+    embedded = start_embedded(state_dir)
+    try:
+        engine = create_store_engine(embedded.url(), config)
+    except Exception:
+        embedded.stop()
+        raise
+    return Database(engine, config, embedded)

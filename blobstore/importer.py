@@ -1,0 +1,237 @@
+"""Bulk device import from CSV (``imei,imsi,phone,group``), used by ``mepl devices import``.
+
+Rows are checked in Python first (IMEI check digit, IMSI, phone number,
+group name, duplicates within the file); a bad row is reported as
+``line N: <what is wrong>`` and skipped.  Good rows go to the database in
+batches, one transaction per batch: COPY into a temporary table, then one
+statement inserts the devices (``ON CONFLICT DO NOTHING``, so an IMEI already
+registered, even by a concurrent import, becomes a bad row) and their group
+memberships.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
+
+from blobstore.copy import copy_from_text, text_cell
+from blobstore.groups import check_group_name
+from blobstore.identity import IdentityError, parse_imei, parse_imsi, parse_msisdn
+from blobstore.pool import run_transaction
+
+COLUMNS = ("imei", "imsi", "phone", "group")
+DEFAULT_BATCH_SIZE = 10_000
+
+
+class ImportFormatError(ValueError):
+    """The file as a whole cannot be imported (bad header); nothing was written."""
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """A checked, canonical row."""
+
+    line: int
+    imei: str
+    imsi: str | None
+    msisdn: str | None
+    group: str | None
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A row that was not imported, and why."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did."""
+
+    rows: int = 0
+    imported: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+
+def parse_csv(stream: Iterable[str], default_region: str | None) -> Iterator[ImportRow | RowError]:
+    """Read and check CSV rows; yield each as an :class:`ImportRow` or a :class:`RowError`.
+
+    The header must name ``imei`` and may name ``imsi``, ``phone``, ``group``
+    in any order.  Blank lines are skipped.  A repeated IMEI is an error on
+    every occurrence after the first.
+    """
+    reader = csv.reader(stream)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise ImportFormatError(
+            "the file is empty; expected a header imei,imsi,phone,group"
+        ) from None
+    unknown = [h for h in header if h not in COLUMNS]
+    if unknown or "imei" not in header or len(set(header)) != len(header):
+        raise ImportFormatError(
+            f"line 1: header must be imei,imsi,phone,group (any order, imei required); "
+            f"got {','.join(header)}"
+        )
+    position = {name: header.index(name) for name in header}
+    seen: dict[str, int] = {}
+    for fields in reader:
+        line = reader.line_num
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            yield RowError(line, f"expected {len(header)} fields, got {len(fields)}")
+            continue
+        try:
+            row = _check_row(line, fields, position, default_region)
+        except (IdentityError, ValueError) as exc:
+            yield RowError(line, str(exc))
+            continue
+        first = seen.setdefault(row.imei, line)
+        if first != line:
+            yield RowError(line, f"duplicate IMEI {row.imei}, already on line {first}")
+            continue
+        yield row
+
+
+def _check_row(line: int, fields: list[str], position: dict[str, int],
+               default_region: str | None) -> ImportRow:
+    def get(name: str) -> str:
+        index = position.get(name)
+        return fields[index].strip() if index is not None else ""
+
+    imsi, phone, group = get("imsi"), get("phone"), get("group")
+    return ImportRow(
+        line=line,
+        imei=parse_imei(get("imei")),
+        imsi=parse_imsi(imsi) if imsi else None,
+        msisdn=parse_msisdn(phone, default_region) if phone else None,
+        group=check_group_name(group) if group else None,
+    )
+
+
+_STAGE = """
+CREATE TEMPORARY TABLE mepl_import_stage (
+    line integer NOT NULL, imei char(15) NOT NULL, imsi text, msisdn text, grp text
+) ON COMMIT DROP
+"""
+
+_INSERT = """
+WITH ins AS (
+    INSERT INTO devices (imei, imsi, msisdn)
+    SELECT imei, imsi, msisdn FROM mepl_import_stage ORDER BY imei
+    {on_conflict}
+    RETURNING id, imei
+), members AS (
+    INSERT INTO group_members (group_id, device_id)
+    SELECT g.id, ins.id FROM ins
+    JOIN mepl_import_stage s ON s.imei = ins.imei
+    JOIN groups g ON g.name = s.grp
+)
+SELECT imei FROM ins
+"""
+
+_ALREADY = """
+DELETE FROM mepl_import_stage s USING devices d WHERE d.imei = s.imei RETURNING s.imei
+"""
+
+
+def _copy_text(rows: Sequence[ImportRow]) -> str:
+    cell = text_cell
+    return "".join(
+        f"{r.line}\t{r.imei}\t{cell(r.imsi)}\t{cell(r.msisdn)}\t{cell(r.group)}\n" for r in rows
+    )
+
+
+def import_rows_txn(conn: Connection, rows: Sequence[ImportRow]) -> list[RowError]:
+    """Insert checked rows; return errors for IMEIs that were already registered."""
+    if not rows:
+        return []
+    conn.execute(text(_STAGE))
+    copy_from_text(conn, "COPY mepl_import_stage (line, imei, imsi, msisdn, grp) FROM STDIN",
+                   _copy_text(rows))
+    conn.execute(text("ANALYZE mepl_import_stage"))
+    # Sorted, so concurrent batches creating the same groups cannot deadlock.
+    conn.execute(text(
+        "INSERT INTO groups (name) SELECT DISTINCT grp FROM mepl_import_stage "
+        "WHERE grp IS NOT NULL ORDER BY grp ON CONFLICT (name) DO NOTHING"
+    ))
+    # Rows go in IMEI order, so concurrent imports lock index entries in the
+    # same order and cannot deadlock on each other.
+    # Known IMEIs are taken out first so the insert can skip ON CONFLICT's
+    # speculative insertion; a concurrent import registering one of the
+    # rest meanwhile sends this batch down the ON CONFLICT path instead.
+    registered = {r[0] for r in conn.execute(text(_ALREADY))}
+    try:
+        with conn.begin_nested():
+            inserted = {r[0] for r in conn.execute(text(_INSERT.format(on_conflict="")))}
+    except IntegrityError:
+        inserted = {r[0] for r in conn.execute(
+            text(_INSERT.format(on_conflict="ON CONFLICT (imei) DO NOTHING")))}
+    return [RowError(r.line, f"IMEI {r.imei} is already registered")
+            for r in rows if r.imei in registered or r.imei not in inserted]
+
+
+def import_csv(engine: Engine, stream: TextIO, default_region: str | None, *,
+               batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 2,
+               on_batch: Callable[[ImportReport], None] | None = None) -> ImportReport:
+    """Import a CSV file: check every row, write good ones one transaction per batch.
+
+    Rows are checked on this thread while up to ``workers`` batches are
+    written on their own connections (each retried on deadlock, serialization
+    failure or lost connection; then ``StoreUnavailableError``).  Raises :class:`ImportFormatError`
+    for a bad header (nothing written).  A database failure in a batch
+    propagates once the batches already started have finished; batches
+    committed before stay committed, and the last report passed to
+    ``on_batch`` says how far the import got.
+    """
+    report = ImportReport()
+    batch: list[ImportRow] = []
+    running: deque[tuple[int, Future[list[RowError]]]] = deque()
+
+    def write(rows: list[ImportRow]) -> list[RowError]:
+        return run_transaction(engine, "import batch", import_rows_txn, (rows,), {},
+                               attempts=3, backoff_s=0.05)
+
+    def collect_oldest() -> None:
+        size, future = running.popleft()
+        duplicates = future.result()
+        report.errors.extend(duplicates)
+        report.imported += size - len(duplicates)
+        if on_batch is not None:
+            on_batch(report)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="import") as pool:
+        try:
+            for item in parse_csv(stream, default_region):
+                report.rows += 1
+                if isinstance(item, RowError):
+                    report.errors.append(item)
+                    continue
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    if len(running) >= max(1, workers):
+                        collect_oldest()
+                    running.append((len(batch), pool.submit(write, batch)))
+                    batch = []
+            if batch:
+                running.append((len(batch), pool.submit(write, batch)))
+            while running:
+                collect_oldest()
+        finally:
+            for _, future in running:
+                future.cancel()
+    report.errors.sort(key=lambda e: e.line)
+    return report

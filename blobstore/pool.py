@@ -1,0 +1,199 @@
+"""Running blocking database work off the reactor: one entry point, whole transactions.
+
+``run_interaction(desc, fn_txn, *args, **kwargs)`` runs ``fn_txn(conn, *args,
+**kwargs)`` inside one transaction on a worker thread and returns a Deferred
+that fires with its result after the commit (or fails after the rollback).
+``fn_txn`` must return plain data (dataclasses, tuples, ints...), never a
+live ``Result``: the connection is gone by the time the reactor sees it.
+
+Transient failures (serialization failure, deadlock, lost or refused
+connection) are retried a bounded number of times with a short backoff; when
+they persist the Deferred fails with
+:class:`~blobstore.errors.StoreUnavailableError`, which callers turn into
+"try again later" (HTTP 503, a temporary SMPP error).  A transaction whose
+COMMIT was lost with the connection may have committed: functions that must
+not run twice should be idempotent (for example
+:func:`~blobstore.messages.insert_unique_message_txn`).
+
+:class:`SyncPool` has the same interface but runs inline on the calling
+thread and returns an already-fired Deferred, for unit tests.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import Result
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from blobstore.config import DatabaseConfig
+from blobstore.errors import StoreUnavailableError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+log = Logger()
+
+_RETRYABLE_CODES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+class DelayedCall(Protocol):
+    """What ``callLater`` returns (``twisted.internet.base.DelayedCall``)."""
+
+    def active(self) -> bool:
+        """True until the call ran or was cancelled."""
+        ...
+
+    def cancel(self) -> None:
+        """Cancel the call."""
+        ...
+
+
+class Clock(Protocol):
+    """The part of ``IReactorTime`` used here (the reactor, or ``task.Clock`` in tests)."""
+
+    def seconds(self) -> float:
+        """The current time."""
+        ...
+
+    def callLater(self, delay: float, callable: Callable[..., object],  # noqa: N802
+                  *args: object, **kw: object) -> DelayedCall:
+        """Call ``callable`` after ``delay`` seconds."""
+        ...
+
+
+class InteractionRunner(Protocol):
+    """Anything with ``run_interaction`` (:class:`DatabasePool`, :class:`SyncPool`)."""
+
+    def run_interaction(self, desc: str, fn_txn: Callable[Concatenate[Connection, P], T],
+                        /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Run ``fn_txn(conn, *args, **kwargs)`` in one transaction."""
+        ...
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry may cure: conflicts, deadlocks, lost connections."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "pgcode", None)
+    if code in _RETRYABLE_CODES:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) and code is None
+
+
+def run_transaction(engine: Engine, desc: str, fn_txn: Callable[..., T],
+                    args: tuple[Any, ...], kwargs: dict[str, Any], *, attempts: int,
+                    backoff_s: float, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``fn_txn`` in a transaction, retrying transient failures (blocking)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                result = fn_txn(conn, *args, **kwargs)
+            if isinstance(result, Result):
+                raise TypeError(f"{desc}: a *_txn function must return plain data, not a Result")
+            return result
+        except PoolTimeoutError as exc:
+            # Every connection is busy: say "try later" rather than queue without bound.
+            raise StoreUnavailableError(desc, attempt, exc) from exc
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == attempts:
+                raise StoreUnavailableError(desc, attempt, exc.orig or exc) from exc
+            delay = backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311
+            log.warn("{desc}: transient database failure, retry {attempt} in {delay:.3f}s: "
+                     "{error}", desc=desc, attempt=attempt, delay=delay,
+                     error=str(exc.orig or exc).strip())
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class DatabasePool:
+    """Runs ``*_txn`` functions on a thread pool with the injected reactor.
+
+    ``max_threads`` should not exceed the engine's pool size plus overflow, so
+    a worker never waits for a connection.  Call :meth:`start` before use
+    and :meth:`stop` at shutdown (it waits for running transactions).
+    """
+
+    def __init__(self, engine: Engine, reactor: IReactorFromThreads, *, max_threads: int = 4,
+                 retry_attempts: int = 3, retry_backoff_s: float = 0.05,
+                 name: str = "blobstore") -> None:
+        if max_threads < 1:
+            raise ValueError("max_threads must be at least 1")
+        self.engine = engine
+        self._reactor = reactor
+        self._attempts = retry_attempts
+        self._backoff_s = retry_backoff_s
+        self._threadpool = ThreadPool(minthreads=0, maxthreads=max_threads, name=name)
+        self._running = False
+
+    @classmethod
+    def from_config(cls, engine: Engine, reactor: IReactorFromThreads,
+                    config: DatabaseConfig) -> DatabasePool:
+        """A pool sized and retrying as ``config`` says."""
+        return cls(engine, reactor, max_threads=config.pool_size,
+                   retry_attempts=config.retry_attempts,
+                   retry_backoff_s=config.retry_backoff_ms / 1000)
+
+    def start(self) -> None:
+        """Start the worker threads."""
+        if not self._running:
+            self._threadpool.start()
+            self._running = True
+
+    def stop(self) -> None:
+        """Stop the worker threads after the transactions already queued."""
+        if self._running:
+            self._running = False
+            self._threadpool.stop()
+
+    def run_interaction(self, desc: str, fn_txn: Callable[Concatenate[Connection, P], T],
+                        /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Run ``fn_txn(conn, *args, **kwargs)`` in one transaction on a worker thread."""
+        if not self._running:
+            return fail(RuntimeError(f"{desc}: the database pool is not running"))
+        return deferToThreadPool(
+            self._reactor, self._threadpool, run_transaction, self.engine, desc, fn_txn,
+            args, kwargs, attempts=self._attempts, backoff_s=self._backoff_s,
+        )
+
+
+class SyncPool:
+    """The threadless variant: runs each transaction inline; the Deferred has already fired.
+
+    For unit tests and command-line tools.  Retries happen without sleeping.
+    """
+
+    def __init__(self, engine: Engine, *, retry_attempts: int = 3) -> None:
+        self.engine = engine
+        self._attempts = retry_attempts
+
+    def start(self) -> None:
+        """Nothing to start (present for interface parity)."""
+
+    def stop(self) -> None:
+        """Nothing to stop (present for interface parity)."""
+
+    def run_interaction(self, desc: str, fn_txn: Callable[Concatenate[Connection, P], T],
+                        /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Run ``fn_txn(conn, *args, **kwargs)`` now, in one transaction."""
+        try:
+            result = run_transaction(self.engine, desc, fn_txn, args, dict(kwargs),
+                                     attempts=self._attempts, backoff_s=0.0,
+                                     sleep=lambda _: None)
+        except Exception as exc:
+            return fail(exc)
+        return succeed(result)

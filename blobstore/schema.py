@@ -1,0 +1,267 @@
+"""The schema: SQLAlchemy 2.0 declarative tables with a constraint naming convention.
+
+The first Alembic revision (``migrations/versions/0001_initial.py``) creates
+exactly this; a test compares the two.  Several MEPL processes share one
+database, so anything that must be unique across them (IMEIs, counters,
+gateway message ids) is enforced here, not in memory.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+DEVICE_STATES = ("unprovisioned", "provisioned", "locked", "lost", "retired")
+COMMAND_STATES = (
+    "queued", "sending", "sent", "delivered", "replied",
+    "done", "failed", "expired", "cancelled",
+)
+IDENTITY_KINDS = ("imsi", "msisdn")
+DIRECTIONS = ("in", "out")
+CHANNELS = ("smpp", "http")
+MAX_COUNTER = 2**48 - 1
+
+_NOW = text("now()")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _tz() -> DateTime:
+    return DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {datetime: DateTime(timezone=True)}
+
+
+class Device(Base):
+    """A field device, keyed by IMEI, with its current SIM identity and keys."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    imei: Mapped[str] = mapped_column(CHAR(15), unique=True)
+    imsi: Mapped[str | None] = mapped_column(Text, index=True)
+    msisdn: Mapped[str | None] = mapped_column(Text, index=True)
+    state: Mapped[str] = mapped_column(Text, server_default="unprovisioned")
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    # Device-side counter (replies, alerts): high-water mark and a bitmap of
+    # the 64 counters below it already seen (bit i = hwm - 1 - i).
+    counter_hwm: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    counter_window: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    last_seen_at: Mapped[datetime | None] = mapped_column(_tz())
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+
+    __table_args__ = (
+        CheckConstraint("imei ~ '^[0-9]{15}$'", name="imei_digits"),
+        CheckConstraint("imsi ~ '^[0-9]{6,15}$'", name="imsi_digits"),
+        CheckConstraint("msisdn ~ '^[+][1-9][0-9]{1,14}$'", name="msisdn_e164"),
+        CheckConstraint(_in("state", DEVICE_STATES), name="state"),
+        CheckConstraint("counter_hwm >= 0", name="counter_hwm"),
+    )
+
+
+class DeviceIdentityHistory(Base):
+    """Every IMSI and phone number a device has had, and when it changed."""
+
+    __tablename__ = "device_identity_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    device_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("devices.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(Text)
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    source: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_in("kind", IDENTITY_KINDS), name="kind"),
+        Index(None, "device_id", "changed_at"),
+        Index(None, "kind", "new_value"),
+    )
+
+
+class Group(Base):
+    """A named set of devices, the target of fan-out commands."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+
+    __table_args__ = (
+        CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$'", name="name"),
+    )
+
+
+class GroupMember(Base):
+    """Membership of a device in a group."""
+
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    added_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+
+
+class ServerKeyCounter(Base):
+    """The next counter for frames signed with server key ``key_id`` to ``device_id``."""
+
+    __tablename__ = "server_key_counters"
+
+    key_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    next_counter: Mapped[int] = mapped_column(BigInteger, server_default="1")
+
+    __table_args__ = (
+        CheckConstraint(f"next_counter BETWEEN 1 AND {MAX_COUNTER + 1}", name="range"),
+    )
+
+
+class Command(Base):
+    """One command to one device and its whole lifecycle."""
+
+    __tablename__ = "commands"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    device_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("devices.id"))
+    opcode: Mapped[str] = mapped_column(Text)
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    state: Mapped[str] = mapped_column(Text, server_default="queued")
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="100")
+    counter: Mapped[int | None] = mapped_column(BigInteger)
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    requested_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    not_after: Mapped[datetime] = mapped_column(_tz())
+    next_attempt_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None] = mapped_column(_tz())
+    finished_at: Mapped[datetime | None] = mapped_column(_tz())
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    frame: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        CheckConstraint(_in("state", COMMAND_STATES), name="state"),
+        CheckConstraint("priority BETWEEN 0 AND 1000", name="priority"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index(None, "state", "priority", "created_at"),
+        Index(None, "device_id", "created_at"),
+        Index(
+            "uq_commands_key_id_device_id_counter", "key_id", "device_id", "counter",
+            unique=True, postgresql_where=text("counter IS NOT NULL"),
+        ),
+    )
+
+
+class Message(Base):
+    """Every SMS, PDU or callback sent or received, raw bytes kept as a BLOB."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    direction: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    peer: Mapped[str | None] = mapped_column(Text)
+    device_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("devices.id"))
+    command_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("commands.id"), index=True
+    )
+    smsc_message_id: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(Text)
+    part_seq: Mapped[int | None] = mapped_column(SmallInteger)
+    part_total: Mapped[int | None] = mapped_column(SmallInteger)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    error: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+
+    __table_args__ = (
+        CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint("kind ~ '^[a-z][a-z0-9_-]{0,31}$'", name="kind"),
+        CheckConstraint("octet_length(sha256) = 32", name="sha256_length"),
+        CheckConstraint(
+            "part_seq IS NULL OR (part_seq >= 1 AND part_seq <= part_total)", name="parts"
+        ),
+        Index(None, "device_id", "created_at"),
+        Index(None, "link", "smsc_message_id"),
+        Index(
+            "uq_messages_direction_link_external_id", "direction", "link", "external_id",
+            unique=True, postgresql_where=text("external_id IS NOT NULL"),
+        ),
+    )
+
+
+class Audit(Base):
+    """Append-only record of admin actions (a trigger refuses UPDATE, DELETE, TRUNCATE)."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW, index=True)
+    actor: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+
+
+metadata = Base.metadata
+devices: Table = metadata.tables["devices"]
+identity_history: Table = metadata.tables["device_identity_history"]
+groups: Table = metadata.tables["groups"]
+group_members: Table = metadata.tables["group_members"]
+server_key_counters: Table = metadata.tables["server_key_counters"]
+commands: Table = metadata.tables["commands"]
+messages: Table = metadata.tables["messages"]
+audit: Table = metadata.tables["audit"]

@@ -1,0 +1,243 @@
+"""``mepl devices add|show|list|update|import``: the device registry from the command line.
+
+Bad input (a wrong IMEI check digit, an unparseable number, a duplicate
+IMEI) exits with status 1 and a message that says what is wrong and where;
+configuration and database problems exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+
+from blobstore.audit import append_audit_txn
+from blobstore.database import Database
+from blobstore.devices import (
+    DeviceRecord,
+    add_device_txn,
+    find_device_txn,
+    get_device_txn,
+    identity_history_txn,
+    list_devices_txn,
+    set_device_state_txn,
+    update_identity_txn,
+)
+from blobstore.errors import StoreError
+from blobstore.groups import add_members_txn, ensure_group_txn
+from blobstore.identity import IdentityError, parse_imei, parse_imsi, parse_msisdn
+from blobstore.importer import ImportFormatError, import_csv
+from blobstore.schema import DEVICE_STATES
+from mepl.cli.common import GeneralConfig, add_config_options, fail
+from mepl.cli.db import cli_actor, run_with_database
+
+
+def _bad(message: str) -> int:
+    return fail(message, status=1)
+
+
+def _add(args: argparse.Namespace) -> int:
+    def body(database: Database, general: GeneralConfig) -> int:
+        option = "--imei"
+        try:
+            imei = parse_imei(args.imei)
+            option = "--imsi"
+            imsi = parse_imsi(args.imsi) if args.imsi else None
+            option = "--phone"
+            msisdn = parse_msisdn(args.phone, general.default_region) if args.phone else None
+        except IdentityError as exc:
+            return _bad(f"{option}: {exc}")
+        try:
+            with database.engine.begin() as conn:
+                record = add_device_txn(conn, imei, imsi=imsi, msisdn=msisdn)
+                for group in args.group:
+                    ensure_group_txn(conn, group)
+                    add_members_txn(conn, group, [record.id])
+                append_audit_txn(conn, actor=cli_actor(), role="cli", action="device.add",
+                                 target=imei, details={"groups": list(args.group)})
+                record = get_device_txn(conn, record.id)
+        except (StoreError, ValueError) as exc:
+            return _bad(str(exc))
+        print(f"added device {record.imei} (id {record.id})")
+        _print_device(record)
+        return 0
+
+    return run_with_database(args, body)
+
+
+def _show(args: argparse.Namespace) -> int:
+    def body(database: Database, general: GeneralConfig) -> int:
+        try:
+            with database.engine.begin() as conn:
+                record = find_device_txn(conn, args.identifier, general.default_region)
+                history = identity_history_txn(conn, record.id)
+        except (IdentityError, StoreError) as exc:
+            return _bad(str(exc))
+        if args.json:
+            data = record.as_json()
+            data["identity_history"] = [
+                {"kind": h.kind, "old": h.old_value, "new": h.new_value,
+                 "changed_at": h.changed_at.isoformat(), "source": h.source}
+                for h in history
+            ]
+            print(json.dumps(data, indent=2))
+            return 0
+        _print_device(record)
+        for h in history:
+            print(f"  {h.changed_at:%Y-%m-%d %H:%M:%S%z} {h.kind}: "
+                  f"{h.old_value or '-'} -> {h.new_value or '-'} ({h.source})")
+        return 0
+
+    return run_with_database(args, body)
+
+
+def _print_device(record: DeviceRecord) -> None:
+    print(f"IMEI:      {record.imei}")
+    print(f"IMSI:      {record.imsi or '-'}")
+    print(f"phone:     {record.msisdn or '-'}")
+    print(f"state:     {record.state}")
+    print(f"groups:    {', '.join(record.groups) or '-'}")
+    print(f"key:       {record.key_id if record.key_id is not None else '-'}")
+    seen = f"{record.last_seen_at:%Y-%m-%d %H:%M:%S%z}" if record.last_seen_at else "never"
+    print(f"last seen: {seen}")
+    print(f"created:   {record.created_at:%Y-%m-%d %H:%M:%S%z}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    def body(database: Database, general: GeneralConfig) -> int:
+        after, count = 0, 0
+        out = sys.stdout
+        if args.json:
+            out.write("[")
+        else:
+            out.write(f"{'IMEI':<15}  {'IMSI':<15}  {'PHONE':<16}  {'STATE':<13}  GROUPS\n")
+        while args.limit is None or count < args.limit:
+            page = 1000 if args.limit is None else min(1000, args.limit - count)
+            with database.engine.begin() as conn:
+                records = list_devices_txn(conn, group=args.group, after_id=after, limit=page)
+            for record in records:
+                if args.json:
+                    out.write(("," if count else "") + "\n  " + json.dumps(record.as_json()))
+                else:
+                    out.write(f"{record.imei:<15}  {record.imsi or '-':<15}  "
+                              f"{record.msisdn or '-':<16}  {record.state:<13}  "
+                              f"{','.join(record.groups) or '-'}\n")
+                count += 1
+            if len(records) < page:
+                break
+            after = records[-1].id
+        if args.json:
+            out.write("\n]\n")
+        return 0
+
+    return run_with_database(args, body)
+
+
+def _update(args: argparse.Namespace) -> int:
+    def body(database: Database, general: GeneralConfig) -> int:
+        changes: dict[str, Any] = {}
+        option = "--imsi"
+        try:
+            if args.imsi is not None:
+                changes["imsi"] = parse_imsi(args.imsi) if args.imsi else None
+            option = "--phone"
+            if args.phone is not None:
+                changes["msisdn"] = (
+                    parse_msisdn(args.phone, general.default_region) if args.phone else None)
+        except IdentityError as exc:
+            return _bad(f"{option}: {exc}")
+        try:
+            with database.engine.begin() as conn:
+                record = find_device_txn(conn, args.identifier, general.default_region)
+                written = update_identity_txn(conn, record.id, source="cli", **changes)
+                if args.state is not None:
+                    set_device_state_txn(conn, record.id, args.state)
+                details = {c.kind: {"old": c.old_value, "new": c.new_value} for c in written}
+                if args.state is not None:
+                    details["state"] = {"old": record.state, "new": args.state}
+                _audit(conn, "device.update", record.imei, details)
+                record = get_device_txn(conn, record.id)
+        except (IdentityError, StoreError, ValueError) as exc:
+            return _bad(str(exc))
+        print(f"updated device {record.imei}: {len(written)} identity change(s)")
+        _print_device(record)
+        return 0
+
+    return run_with_database(args, body)
+
+
+def _audit(conn: Connection, action: str, target: str, details: dict[str, Any]) -> None:
+    append_audit_txn(conn, actor=cli_actor(), role="cli", action=action, target=target,
+                     details=details)
+
+
+def _import(args: argparse.Namespace) -> int:
+    path: Path = args.file
+
+    def body(database: Database, general: GeneralConfig) -> int:
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as stream:
+                report = import_csv(database.engine, stream, general.default_region,
+                                    batch_size=args.batch_size)
+        except OSError as exc:
+            return fail(f"cannot read {path}: {exc.strerror}")
+        except ImportFormatError as exc:
+            return _bad(f"{path}: {exc}")
+        except UnicodeDecodeError as exc:
+            return _bad(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        for error in report.errors:
+            print(error, file=sys.stderr)
+        with database.engine.begin() as conn:
+            _audit(conn, "device.import", str(path),
+                   {"rows": report.rows, "imported": report.imported,
+                    "bad": len(report.errors)})
+        print(f"imported {report.imported} device(s) from {path}: "
+              f"{report.rows} row(s), {len(report.errors)} bad")
+        return 1 if report.errors else 0
+
+    return run_with_database(args, body)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``mepl devices``."""
+    parser = subparsers.add_parser("devices", help="the device registry")
+    actions = parser.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+
+    add = actions.add_parser("add", help="register a device")
+    add.add_argument("--imei", required=True, help="15 digits (or a 16-digit IMEISV)")
+    add.add_argument("--imsi", help="the SIM's IMSI (6-15 digits)")
+    add.add_argument("--phone", help="the SIM's phone number (any written form)")
+    add.add_argument("--group", action="append", default=[], metavar="NAME",
+                     help="add to this group, created if needed (repeatable)")
+    add.set_defaults(func=_add)
+
+    show = actions.add_parser("show", help="show a device found by IMEI, IMSI or phone number")
+    show.add_argument("identifier", help="IMEI, IMSI or phone number, however written")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_show)
+
+    lst = actions.add_parser("list", help="list devices")
+    lst.add_argument("--group", metavar="NAME", help="only members of this group")
+    lst.add_argument("--limit", type=int, metavar="N", help="at most N devices")
+    lst.add_argument("--json", action="store_true", help="print a JSON array")
+    lst.set_defaults(func=_list)
+
+    upd = actions.add_parser("update", help="change a device's IMSI, phone number or state")
+    upd.add_argument("identifier", help="IMEI, IMSI or phone number, however written")
+    upd.add_argument("--imsi", help="new IMSI (empty to clear)")
+    upd.add_argument("--phone", help="new phone number (empty to clear)")
+    upd.add_argument("--state", choices=DEVICE_STATES, help="new state")
+    upd.set_defaults(func=_update)
+
+    imp = actions.add_parser("import", help="bulk import from CSV (imei,imsi,phone,group)")
+    imp.add_argument("file", type=Path, metavar="FILE.csv")
+    imp.add_argument("--batch-size", type=int, default=10_000, metavar="N",
+                     help="rows per transaction (default 10000)")
+    imp.set_defaults(func=_import)
+
+    for sub in (add, show, lst, upd, imp):
+        add_config_options(sub)

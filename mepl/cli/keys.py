@@ -1,0 +1,258 @@
+"""``mepl keys``: the deployment's CA and command-signing keys, bundles, test sealing.
+
+``init`` creates ``<state_dir>/keys/`` (CA unless given, signing key 1 and its
+certificate); ``rotate`` adds the next key and makes it active (old keys stay
+for the overlap); ``show`` prints the public index; ``export-provisioning``
+prints a device's bundle as JSON or a QR string; ``seal`` signs a command
+frame (for testing and debugging: the MEPL seals in its dispatcher);
+``verify-reply`` and ``verify-alert`` check device frames.  Private keys are
+encrypted with ``$MEPL_KEY_PASSPHRASE`` or ``--passphrase-file`` when either
+is set, otherwise written as mode 0600 files.  Nothing here prints a private
+key or a passphrase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mepl.cli.common import add_config_options, config_error, fail, general_config, load_raw_config
+from mepl.config import ConfigError, build
+from signing.commands import Command, Opcode, make_command, opcode_from_name, rotate_key_command
+from signing.config import SigningConfig
+from signing.errors import FrameRejected, SigningError
+from signing.frames import open_alert, open_reply, seal_command
+from signing.keyfiles import passphrase_from
+from signing.keys import VerifyKey, device_key_id
+from signing.keystore import ServerKeyStore
+from signing.transport import armour
+from sms_gateway.addresses import to_e164
+from sms_gateway.errors import AddressError
+
+
+def parse_now(text: str | None) -> datetime:
+    """``--now`` as an aware datetime (ISO 8601; naive means UTC); default: the clock."""
+    if text is None:
+        return datetime.now(UTC)
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def hex_bytes(text: str) -> bytes:
+    """An argparse type for hexadecimal octets."""
+    try:
+        return bytes.fromhex(text.replace(" ", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected hexadecimal octets") from None
+
+
+def iso_time(text: str) -> str:
+    """An argparse type checking an ISO 8601 time."""
+    try:
+        parse_now(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return text
+
+
+def add_passphrase_option(parser: argparse.ArgumentParser) -> None:
+    """``--passphrase-file`` (else ``$MEPL_KEY_PASSPHRASE``, else unencrypted 0600 files)."""
+    parser.add_argument("--passphrase-file", type=Path, metavar="FILE",
+                        help="file whose first line is the key passphrase "
+                             "(default: $MEPL_KEY_PASSPHRASE; none: unencrypted 0600 files)")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``mepl keys ...``."""
+    keys = subparsers.add_parser("keys", help="CA, command-signing keys and provisioning")
+    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+
+    init = sub.add_parser("init", help="create the CA (unless given) and signing key 1")
+    init.add_argument("--ca-cert", type=Path, metavar="FILE", help="an existing CA certificate")
+    init.add_argument("--ca-key", type=Path, metavar="FILE", help="its private key (PKCS#8 PEM)")
+    init.add_argument("--trusted-number", action="append", default=[], metavar="NUMBER",
+                      help="a server number devices accept commands from (repeatable)")
+    init.set_defaults(func=_init)
+
+    rotate = sub.add_parser("rotate", help="create the next signing key and make it active")
+    rotate.set_defaults(func=_rotate)
+
+    show = sub.add_parser("show", help="print the public key index as JSON")
+    show.set_defaults(func=_show)
+
+    export = sub.add_parser("export-provisioning", help="print a device's provisioning bundle")
+    export.add_argument("--imei", required=True)
+    export.add_argument("--format", choices=("json", "qr"), default="json")
+    export.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
+    export.set_defaults(func=_export)
+
+    seal = sub.add_parser("seal", help="sign a command frame for a device (prints hex)")
+    seal.add_argument("--imei", required=True)
+    seal.add_argument("--opcode", required=True,
+                      help="one of: " + ", ".join(op.name.lower() for op in Opcode))
+    seal.add_argument("--args", default="{}", metavar="JSON", help='arguments, e.g. {"minutes": 5}')
+    seal.add_argument("--counter", type=int, help="default: the next local counter")
+    seal.add_argument("--key-id", type=int, help="default: the active key (rotate_key: the one "
+                                                 "before it)")
+    seal.add_argument("--valid-minutes", type=int,
+                      help="not-after = now + this (default: signing.command_validity_minutes)")
+    seal.add_argument("--now", type=iso_time, help="ISO 8601 time to seal at (default: now)")
+    seal.add_argument("--armour", action="store_true", help="print the text-armoured form")
+    seal.set_defaults(func=_seal)
+
+    reply = sub.add_parser("verify-reply", help="verify a device's reply to a command")
+    alert = sub.add_parser("verify-alert", help="verify a device's alert")
+    for parser in (reply, alert):
+        parser.add_argument("--imei", required=True)
+        parser.add_argument("--device-key", type=hex_bytes, required=True, metavar="HEX",
+                            help="the device public key printed by `mepl handset init`")
+    reply.add_argument("--command", type=hex_bytes, required=True, metavar="HEX")
+    reply.add_argument("--reply", type=hex_bytes, required=True, metavar="HEX")
+    reply.set_defaults(func=_verify_reply)
+    alert.add_argument("--alert", type=hex_bytes, required=True, metavar="HEX")
+    alert.set_defaults(func=_verify_alert)
+
+    for parser in (init, rotate, show, export, seal, reply, alert):
+        add_config_options(parser)
+        add_passphrase_option(parser)
+
+
+def signing_config(raw: dict[str, Any]) -> SigningConfig:
+    """Build the ``[signing]`` section."""
+    return build(SigningConfig, raw.get("signing", {}), "signing")
+
+
+def _store(args: argparse.Namespace) -> ServerKeyStore:
+    raw = load_raw_config(args)
+    return ServerKeyStore(signing_config(raw).keys_path(general_config(raw).state_dir))
+
+
+def _passphrase(args: argparse.Namespace) -> bytes | None:
+    path = args.passphrase_file or signing_config(load_raw_config(args)).passphrase_file
+    return passphrase_from(os.environ, path)
+
+
+def _guard(func: Any) -> Any:
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            status: int = func(args)
+        except ConfigError as exc:
+            return config_error(exc)
+        except (SigningError, AddressError, ValueError, OSError) as exc:
+            return fail(str(exc))
+        return status
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@_guard
+def _init(args: argparse.Namespace) -> int:
+    region = general_config(load_raw_config(args)).default_region
+    numbers = tuple(to_e164(n, region) for n in args.trusted_number)
+    index = _store(args).init(
+        now=datetime.now(UTC), passphrase=_passphrase(args), trusted_numbers=numbers,
+        ca_cert_path=args.ca_cert, ca_key_path=args.ca_key)
+    print(json.dumps({"server_id": index.server_id.hex(), "key_id": index.active_key_id}))
+    return 0
+
+
+@_guard
+def _rotate(args: argparse.Namespace) -> int:
+    key = _store(args).rotate(now=datetime.now(UTC), passphrase=_passphrase(args))
+    print(key.key_id)
+    return 0
+
+
+@_guard
+def _show(args: argparse.Namespace) -> int:
+    index = _store(args).load()
+    print(json.dumps({
+        "server_id": index.server_id.hex(),
+        "active_key_id": index.active_key_id,
+        "keys": [{"key_id": k.key_id, "public_key": k.raw.hex()} for k in index.keys],
+        "trusted_numbers": list(index.trusted_numbers),
+    }, indent=2))
+    return 0
+
+
+@_guard
+def _export(args: argparse.Namespace) -> int:
+    bundle = _store(args).bundle(args.imei)
+    text = json.dumps(bundle.to_json(), indent=2) if args.format == "json" else bundle.to_qr()
+    if args.output is not None:
+        args.output.write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def _command(args: argparse.Namespace, store: ServerKeyStore) -> tuple[Command, int]:
+    index = store.load()
+    params = json.loads(args.args)
+    if not isinstance(params, dict):
+        raise ValueError("--args must be a JSON object")
+    opcode = opcode_from_name(args.opcode)
+    if opcode is Opcode.ROTATE_KEY and not params:
+        older = [k.key_id for k in index.keys if k.key_id < index.active_key_id]
+        if not older:
+            raise ValueError("no earlier key to sign the rotation: run `mepl keys rotate` first")
+        active = index.key(index.active_key_id)
+        signer = args.key_id if args.key_id is not None else max(older)
+        return rotate_key_command(active.key_id, active.raw), signer
+    signer = args.key_id if args.key_id is not None else index.active_key_id
+    return make_command(opcode, **params), signer
+
+
+@_guard
+def _seal(args: argparse.Namespace) -> int:
+    store = _store(args)
+    command, signer = _command(args, store)
+    key = store.signing_key(signer, _passphrase(args))
+    counter = args.counter if args.counter is not None else store.next_counter(args.imei, signer)
+    now = parse_now(args.now)
+    minutes = args.valid_minutes
+    if minutes is None:
+        minutes = signing_config(load_raw_config(args)).command_validity_minutes
+    frame = seal_command(command, key=key, server_id=store.load().server_id, imei=args.imei,
+                         counter=counter, not_after=now + timedelta(minutes=minutes))
+    print(armour(frame) if args.armour else frame.hex())
+    return 0
+
+
+def _device_key(raw: bytes) -> VerifyKey:
+    return VerifyKey.from_raw(device_key_id(raw), raw)
+
+
+@_guard
+def _verify_reply(args: argparse.Namespace) -> int:
+    try:
+        reply = open_reply(args.reply, device_key=_device_key(args.device_key),
+                           server_id=_store(args).load().server_id, imei=args.imei,
+                           command_frame=args.command)
+    except FrameRejected as exc:
+        print(f"mepl: rejected: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({
+        "imei": reply.header.imei, "command_key_id": reply.header.command_key_id,
+        "command_counter": reply.header.command_counter, "status": reply.status.name.lower(),
+        "items": [{"tag": tag, "value": value.hex()} for tag, value in reply.items],
+    }))
+    return 0
+
+
+@_guard
+def _verify_alert(args: argparse.Namespace) -> int:
+    try:
+        opened = open_alert(args.alert, device_key=_device_key(args.device_key),
+                            server_id=_store(args).load().server_id, imei=args.imei)
+    except FrameRejected as exc:
+        print(f"mepl: rejected: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"imei": opened.header.imei, "counter": opened.header.counter,
+                      "raised_minutes": opened.header.raised_minutes, **opened.alert.to_json()}))
+    return 0

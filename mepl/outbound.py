@@ -1,0 +1,167 @@
+"""The outbound half of the loop: queued command rows become signed SMS on a link.
+
+Every ``poll_interval_s`` the dispatcher claims due commands in one
+transaction (``FOR UPDATE SKIP LOCKED``, security commands first), which also
+seals new frames and commits them; then it submits each frame through the
+router and records the outcome.  Several MEPL processes can run dispatchers
+on one database: the claim is the only coordination they need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from blobstore.dispatch import (
+    ReadyCommand,
+    Sealer,
+    claim_and_seal_txn,
+    record_submit_failure_txn,
+    record_submitted_txn,
+)
+from blobstore.pool import Clock, DelayedCall, InteractionRunner
+from mepl.settings import DispatchConfig
+from signing.transport import DEVICE_PORT, SERVER_PORT
+from sms_gateway.addresses import mask_msisdn
+from sms_gateway.channel import DATA_CODING_BINARY, OutboundMessage, SubmitResult
+from sms_gateway.errors import SubmitError
+
+log = Logger()
+
+
+class Submitter(Protocol):
+    """Anything with the channel ``submit`` contract (a Router, or one bind)."""
+
+    def submit(self, message: OutboundMessage) -> Deferred[SubmitResult]:
+        """Send one message."""
+
+
+@dataclass
+class DispatchStats:
+    """Counters of what the dispatcher did (exported as metrics)."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Dispatcher:
+    """Claims, seals and submits commands until stopped."""
+
+    def __init__(self, *, runner: InteractionRunner, clock: Clock, submitter: Submitter,
+                 seal: Sealer, key_id: Callable[[], int], config: DispatchConfig,
+                 worker: str, channel_of: Callable[[str], str] | None = None) -> None:
+        self._runner = runner
+        self._clock = clock
+        self._submitter = submitter
+        self._seal = seal
+        self._key_id = key_id
+        self._config = config
+        self._worker = worker
+        self._channel_of = channel_of or (lambda link: "smpp")
+        self._timer: DelayedCall | None = None
+        self._running: Deferred[None] | None = None
+        self._stopping = False
+        self.stats = DispatchStats()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.seconds(), UTC)
+
+    def start(self) -> None:
+        """Begin polling."""
+        self._stopping = False
+        self._schedule(0)
+
+    def stop(self) -> Deferred[None]:
+        """Stop polling; fires once the round in progress (if any) has finished."""
+        self._stopping = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        running = self._running
+        if running is None:
+            done: Deferred[None] = Deferred()
+            done.callback(None)
+            return done
+        waiter: Deferred[None] = Deferred()
+        running.addBoth(lambda _: waiter.callback(None))
+        return waiter
+
+    def _schedule(self, delay: float) -> None:
+        if not self._stopping:
+            self._timer = self._clock.callLater(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._running = self.run_once()
+
+        def again(result: Any) -> None:
+            self._running = None
+            if isinstance(result, Failure):
+                log.failure("dispatch round failed", result)
+                result = 0
+            full = result >= self._config.claim_batch
+            self._schedule(0 if full else self._config.poll_interval_s)
+
+        self._running.addBoth(again)
+
+    @inlineCallbacks
+    def run_once(self) -> Any:
+        """One round: claim and seal, submit each, record each outcome; returns the count."""
+        ready: list[ReadyCommand] = yield self._runner.run_interaction(
+            "claim_and_seal", claim_and_seal_txn, worker=self._worker, now=self._now(),
+            limit=self._config.claim_batch, key_id=self._key_id(), seal=self._seal)
+        self.stats.claimed += len(ready)
+        if ready:
+            yield DeferredList([self._send(command) for command in ready], consumeErrors=True)
+        return len(ready)
+
+    def _send(self, command: ReadyCommand) -> Deferred[None]:
+        message = OutboundMessage(
+            destination=command.msisdn, payload=command.frame, data_coding=DATA_CODING_BINARY,
+            source=self._config.server_number, dest_port=DEVICE_PORT, src_port=SERVER_PORT,
+            reference=f"cmd-{command.command_id}")
+        d: Deferred[Any] = self._submitter.submit(message)
+        d.addCallbacks(self._submitted, self._submit_failed,  # type: ignore[arg-type]
+                       callbackArgs=(command,), errbackArgs=(command,))
+        return d
+
+    def _submitted(self, result: SubmitResult, command: ReadyCommand) -> Deferred[None]:
+        self.stats.sent += 1
+        log.debug("command {command_id} sent to {to} on {link} as {ids}",
+                  command_id=command.command_id, to=mask_msisdn(command.msisdn),
+                  link=result.link, ids=",".join(result.message_ids))
+        d: Deferred[Any] = self._runner.run_interaction(
+            "record_submitted", record_submitted_txn, command, link=result.link,
+            channel=self._channel_of(result.link), message_ids=list(result.message_ids),
+            now=self._now())
+        return d.addCallback(lambda _: None)
+
+    def _submit_failed(self, failure: Failure, command: ReadyCommand) -> Deferred[None]:
+        exc = failure.value
+        temporary = isinstance(exc, SubmitError) and exc.temporary
+        reason = type(exc).__name__
+        self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1
+        now = self._now()
+        retry_at = None
+        if temporary or not isinstance(exc, SubmitError):
+            backoff = self._config.retry_delay_s * min(2 ** max(command.attempts - 1, 0), 32)
+            retry_at = now + timedelta(seconds=backoff)
+            self.stats.retried += 1
+        else:
+            self.stats.failed += 1
+        log.warn("command {command_id} not sent ({reason}: {error}); {what}",
+                 command_id=command.command_id, reason=reason, error=str(exc),
+                 what="will retry" if retry_at else "failed")
+        d: Deferred[Any] = self._runner.run_interaction(
+            "record_submit_failure", record_submit_failure_txn, command.command_id,
+            error=f"{reason}: {exc}", retry_at=retry_at, now=now)
+        return d.addCallback(lambda _: None)

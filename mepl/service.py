@@ -1,0 +1,152 @@
+"""The MEPL service: every part wired together, started and stopped in order.
+
+Start: database pool -> SMPP binds and the HTTP callback listener -> dispatcher.
+Stop: dispatcher (finishes its round) -> binds (unbind, drain) and listener ->
+PDU batcher flushed -> pool.  The reactor is passed in; this module never
+imports the global one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Engine
+from twisted.application.internet import TCPServer
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from blobstore.batcher import MessageBatcher
+from blobstore.messages import NewMessage
+from blobstore.pool import DatabasePool
+from mepl.http_store import blobstore_callback_store
+from mepl.inbound import InboundProcessor
+from mepl.metrics import LoopCollector, MetricsResource
+from mepl.outbound import Dispatcher
+from mepl.settings import Settings
+from mepl.signer import ServerSigner
+from sms_gateway.channel import OutboundChannel
+from sms_gateway.http import CallbackHandler, HttpMetrics, HttpSendChannel, build_site
+from sms_gateway.routing import Route, Router
+from sms_gateway.smpp.bind import SmppBind
+from sms_gateway.smpp.links import build_binds
+from sms_gateway.smpp.records import PduRecord
+
+log = Logger()
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class MeplService(MultiService):
+    """The main event-processing loop of one MEPL process."""
+
+    def __init__(self, settings: Settings, *, reactor: Any, engine: Engine,
+                 signer: ServerSigner, on_event: EventSink | None = None,
+                 worker: str | None = None) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.settings = settings
+        self.reactor = reactor
+        self.registry = CollectorRegistry()
+        self.pdu_errors = Counter("mepl_pdu_store_errors", "PDUs that could not be stored",
+                                  registry=self.registry)
+        self.pool = DatabasePool.from_config(engine, reactor, settings.database)
+        self.pdu_batcher = MessageBatcher(
+            self.pool, reactor, max_rows=settings.database.batch_max_rows,
+            max_delay_s=settings.database.batch_max_delay_ms / 1000)
+        self.inbound = InboundProcessor(runner=self.pool, clock=reactor,
+                                        server_id=signer.server_id, config=settings.dispatch,
+                                        policy_ttl=timedelta(
+                                            minutes=settings.signing.command_validity_minutes),
+                                        on_event=on_event)
+        self.binds: dict[str, SmppBind] = build_binds(
+            settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,
+            on_receipt=self.inbound.on_receipt, pdu_sink=self._store_pdu)
+        for bind in self.binds.values():
+            bind.setServiceParent(self)  # type: ignore[no-untyped-call]
+        channels: dict[str, OutboundChannel] = dict(self.binds)
+        self.http_port: Any = None
+        if settings.http.gateways:
+            self._add_http(channels)
+        default = (Route(links=tuple(channels)),) if channels else ()
+        routes = settings.smpp.routes or default
+        self.router = Router(routes, channels)
+        self.registry.register(LoopCollector(
+            dispatch=lambda: {"claimed": self.dispatcher.stats.claimed,
+                              "sent": self.dispatcher.stats.sent,
+                              "retried": self.dispatcher.stats.retried,
+                              "failed": self.dispatcher.stats.failed},
+            inbound=lambda: dict(self.inbound.counts),
+            binds=lambda: {name: (b.is_up, dict(b.stats)) for name, b in self.binds.items()}))
+        if settings.metrics.port:
+            metrics_site = Site(MetricsResource(self.registry))
+            TCPServer(settings.metrics.port, metrics_site, interface=settings.metrics.host,
+                      reactor=reactor).setServiceParent(self)
+        self.dispatcher = Dispatcher(
+            runner=self.pool, clock=reactor, submitter=self.router, seal=signer.seal,
+            key_id=lambda: signer.key_id, config=settings.dispatch,
+            worker=worker or f"{socket.gethostname()}:{os.getpid()}",
+            channel_of=lambda link: "smpp" if link in self.binds else "http")
+
+    def _add_http(self, channels: dict[str, OutboundChannel]) -> None:
+        http = self.settings.http
+        store = blobstore_callback_store(self.pool)
+        self.http_handler = CallbackHandler(
+            http, store, clock=self.reactor, metrics=HttpMetrics(self.registry),
+            on_inbound=lambda message, _stored: self.inbound.on_inbound(message),
+            on_receipt=lambda receipt, _stored: self.inbound.on_receipt(receipt))
+        cap = max(gw.max_body_bytes for gw in http.gateways.values())
+        site = build_site(self.http_handler, max_body_bytes=cap, reactor=self.reactor)
+        self.http_service = TCPServer(http.port, site, interface=http.host,
+                                      reactor=self.reactor)
+        self.http_service.setServiceParent(self)
+        for name, gw in http.gateways.items():
+            if gw.can_send and gw.format in ("kannel", "jasmin"):
+                channels[name] = HttpSendChannel(gw, reactor=self.reactor)
+
+    def _store_pdu(self, record: PduRecord) -> None:
+        meta: Mapping[str, Any] = {"command": record.command, "sequence": record.sequence,
+                                   "status": record.status, "reference": record.reference}
+        d = self.pdu_batcher.add(NewMessage(
+            direction=record.direction, channel="smpp", kind="pdu", payload=record.raw,
+            link=record.link, smsc_message_id=record.message_id, meta=meta))
+
+        def failed(failure: Any) -> None:
+            self.pdu_errors.inc()
+            log.warn("PDU not stored: {error}", error=failure.getErrorMessage())
+
+        d.addErrback(failed)
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """Where the callback listener is bound (after start), or None."""
+        if not hasattr(self, "http_service") or self.http_service._port is None:
+            return None
+        host = self.http_service._port.getHost()
+        return host.host, host.port
+
+    def startService(self) -> None:  # noqa: N802 - Twisted API
+        """Start the pool, the links and listeners, then the dispatcher."""
+        self.pool.start()
+        super().startService()  # type: ignore[no-untyped-call]
+        self.dispatcher.start()
+        log.info("MEPL started: {binds} SMPP link(s), {gateways} HTTP gateway(s)",
+                 binds=len(self.binds), gateways=len(self.settings.http.gateways))
+
+    @inlineCallbacks
+    def stopService(self) -> Any:  # noqa: N802 - Twisted API
+        """Stop in reverse order, flushing stored PDUs before the pool goes."""
+        yield self.dispatcher.stop()
+        yield super().stopService()  # type: ignore[no-untyped-call]
+        yield self.pdu_batcher.flush()
+        self.pool.stop()
+        log.info("MEPL stopped")
+
+    def when_bound(self) -> Deferred[Any]:
+        """Fires once every SMPP link is bound."""
+        return gatherResults([b.when_up() for b in self.binds.values()])

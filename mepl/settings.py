@@ -1,0 +1,68 @@
+"""The whole typed configuration of a MEPL process, one section per package.
+
+```toml
+[mepl]        # mepl.cli.common.GeneralConfig: state_dir, default_region, log_level
+[database]    # blobstore.config.DatabaseConfig: url (none = embedded), pool...
+[signing]     # signing.config.SigningConfig: keys_dir, passphrase_file, command validity
+[dispatch]    # DispatchConfig below: server number, pacing, retries
+[smpp.links.NAME]  # sms_gateway.smpp.config.SmppLinkConfig, and [[smpp.routes]]
+[http]        # sms_gateway.http.config.HttpConfig, with [http.gateways.NAME]
+[metrics]     # mepl.metrics.MetricsConfig: host, port of /metrics (0: off)
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from blobstore.config import DatabaseConfig
+from mepl.cli.common import GeneralConfig
+from mepl.config import build
+from mepl.metrics import MetricsConfig
+from signing.config import SigningConfig
+from sms_gateway.http.config import HttpConfig
+from sms_gateway.smpp.config import SmppConfig
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    """How commands go out and replies come back.
+
+    ``server_number`` is the sender address of every command (E.164; devices
+    trust it through their provisioning bundle).  A submit that fails for a
+    temporary reason, or a part reported undeliverable, is retried with the
+    same bytes (same counter) after ``retry_delay_s``, doubling per attempt
+    up to 32 times that, until the command's not-after.
+    """
+
+    server_number: str = "+447700900000"
+    poll_interval_s: float = 0.2
+    claim_batch: int = 200
+    retry_delay_s: float = 30.0
+    reassembly_timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.poll_interval_s <= 0 or self.claim_batch < 1:
+            raise ValueError("poll_interval_s must be > 0 and claim_batch >= 1")
+        if self.retry_delay_s <= 0 or self.reassembly_timeout_s <= 0:
+            raise ValueError("retry_delay_s and reassembly_timeout_s must be > 0")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every section, parsed and checked."""
+
+    mepl: GeneralConfig = field(default_factory=GeneralConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    signing: SigningConfig = field(default_factory=SigningConfig)
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig)
+    smpp: SmppConfig = field(default_factory=SmppConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+def load_settings(raw: Mapping[str, Any]) -> Settings:
+    """Build :class:`Settings` from merged TOML/environment data (errors name the key)."""
+    return build(Settings, raw)

@@ -1,0 +1,126 @@
+"""Ed25519 key pairs with 16-bit key ids, and their PEM forms (no file I/O here).
+
+Server signing keys get ids assigned in sequence by the key store (1, 2, ...);
+a device key's id is the first two octets of SHA-256 of its raw public key
+(:func:`device_key_id`), so it needs no coordination.  PEM: private keys as
+PKCS#8 (encrypted with the best available scheme when a passphrase is given),
+public keys as SubjectPublicKeyInfo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from signing.errors import EncodingError, KeyFileError
+
+
+def _check_key_id(key_id: int) -> None:
+    if not 1 <= key_id <= 0xFFFF:
+        raise EncodingError("key id must be in 1..65535")
+
+
+@dataclass(frozen=True)
+class VerifyKey:
+    """A public key and its id: what a verifier holds."""
+
+    key_id: int
+    public_key: Ed25519PublicKey = field(compare=False)
+    raw: bytes = field(default=b"")
+
+    def __post_init__(self) -> None:
+        _check_key_id(self.key_id)
+        if not self.raw:
+            object.__setattr__(self, "raw", self.public_key.public_bytes_raw())
+
+    @classmethod
+    def from_raw(cls, key_id: int, raw: bytes) -> VerifyKey:
+        """Build from the 32 raw public key octets."""
+        if len(raw) != 32:
+            raise EncodingError("an Ed25519 public key is 32 octets")
+        return cls(key_id, Ed25519PublicKey.from_public_bytes(raw), bytes(raw))
+
+    def to_pem(self) -> bytes:
+        """SubjectPublicKeyInfo PEM (for ``openssl pkeyutl -verify -pubin``)."""
+        return self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key and its id.  ``repr`` never shows key material."""
+
+    key_id: int
+    private_key: Ed25519PrivateKey = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_key_id(self.key_id)
+
+    @classmethod
+    def generate(cls, key_id: int) -> SigningKey:
+        """A fresh random key pair."""
+        return cls(key_id, Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, key_id: int, seed: bytes) -> SigningKey:
+        """From a 32-octet seed (test vectors only)."""
+        return cls(key_id, Ed25519PrivateKey.from_private_bytes(seed))
+
+    @property
+    def public(self) -> VerifyKey:
+        """The matching :class:`VerifyKey`."""
+        return VerifyKey(self.key_id, self.private_key.public_key())
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-octet Ed25519 signature of ``data``."""
+        return self.private_key.sign(data)
+
+    def to_pem(self, passphrase: bytes | None) -> bytes:
+        """PKCS#8 PEM, encrypted when ``passphrase`` is given."""
+        algorithm: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algorithm
+        )
+
+
+def device_key_id(public_raw: bytes) -> int:
+    """The id of a device key: first two octets of SHA-256 of the raw public key (0 -> 1)."""
+    return int.from_bytes(hashlib.sha256(public_raw).digest()[:2], "big") or 1
+
+
+def is_encrypted_pem(data: bytes) -> bool:
+    """True for an ``ENCRYPTED PRIVATE KEY`` PEM."""
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
+
+
+def load_private_pem(key_id: int, data: bytes, passphrase: bytes | None) -> SigningKey:
+    """Parse a PKCS#8 PEM Ed25519 private key (raises :class:`KeyFileError`)."""
+    if is_encrypted_pem(data) and not passphrase:
+        raise KeyFileError(
+            "the key is encrypted: set MEPL_KEY_PASSPHRASE or give a passphrase file"
+        )
+    try:
+        key = serialization.load_pem_private_key(
+            data, password=passphrase if is_encrypted_pem(data) else None
+        )
+    except (ValueError, TypeError):
+        raise KeyFileError("cannot decrypt or parse the private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError("not an Ed25519 private key")
+    return SigningKey(key_id, key)
+
+
+def load_public_pem(key_id: int, data: bytes) -> VerifyKey:
+    """Parse a SubjectPublicKeyInfo PEM Ed25519 public key."""
+    key = serialization.load_pem_public_key(data)
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError("not an Ed25519 public key")
+    return VerifyKey(key_id, key)

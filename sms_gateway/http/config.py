@@ -1,0 +1,134 @@
+"""Configuration of the HTTP gateway side: callback listener, gateways, send API.
+
+Built from the ``[http]`` TOML section with :func:`mepl.config.build`::
+
+    [http]
+    host = "127.0.0.1"
+    port = 8088
+
+    [http.gateways.kannel1]
+    format = "kannel"
+    auth = "token"
+    secret = "a-long-random-token"
+    allowed_sources = ["10.0.0.0/24"]
+    send_url = "http://kannel:13013/cgi-bin/sendsms"
+    send_username = "mepl"
+    send_password = "..."
+    dlr_url_base = "http://mepl.internal:8088"
+
+The table key is the gateway name (it appears in the callback URLs
+``/gateways/<name>/inbound`` and ``/gateways/<name>/receipt``).  Secrets are
+kept out of ``repr()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+GatewayFormat = Literal["kannel", "jasmin", "json"]
+AuthMode = Literal["hmac", "basic", "token"]
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+HARD_MAX_BODY_BYTES = 16 * 1024 * 1024
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MIN_SECRET_LEN = 16
+
+
+@dataclass(frozen=True)
+class HttpGatewayConfig:
+    """One SMS gateway: how its callbacks are parsed and authenticated, how we send."""
+
+    name: str = ""
+    format: GatewayFormat = "json"
+    auth: AuthMode = "hmac"
+    secret: str = field(default="", repr=False)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    allowed_sources: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    replay_window_seconds: int = 300
+    default_region: str | None = None
+    send_url: str | None = None
+    send_username: str = ""
+    send_password: str = field(default="", repr=False)
+    dlr_url_base: str | None = None
+    send_timeout_seconds: float = 30.0
+    max_parts: int = 10
+    down_after_failure_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.name and not _NAME_RE.match(self.name):
+            raise ValueError("gateway name must be 1-64 characters of A-Z a-z 0-9 _ -")
+        if self.auth == "hmac" and self.format != "json":
+            raise ValueError("auth 'hmac' needs format 'json' (Kannel and Jasmin cannot sign)")
+        if self.format == "json" and self.auth != "hmac":
+            raise ValueError("format 'json' is always signed: use auth 'hmac'")
+        if self.auth in ("hmac", "token") and len(self.secret) < _MIN_SECRET_LEN:
+            raise ValueError(f"auth '{self.auth}' needs a secret of at least "
+                             f"{_MIN_SECRET_LEN} characters")
+        if self.auth == "basic" and (not self.username or not self.password):
+            raise ValueError("auth 'basic' needs username and password")
+        for cidr in self.allowed_sources:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"allowed_sources: {cidr!r} is not an address or CIDR") from None
+        if not 0 < self.max_body_bytes <= HARD_MAX_BODY_BYTES:
+            raise ValueError(f"max_body_bytes must be between 1 and {HARD_MAX_BODY_BYTES}")
+        if self.replay_window_seconds <= 0:
+            raise ValueError("replay_window_seconds must be positive")
+        if self.default_region is not None and (
+                len(self.default_region) != 2 or not self.default_region.isalpha()):
+            raise ValueError("default_region must be an ISO 3166 two-letter code")
+        if self.send_url is not None:
+            if self.format == "json":
+                raise ValueError("send_url: format 'json' has no send API (use kannel or jasmin)")
+            if not self.send_url.startswith(("http://", "https://")):
+                raise ValueError("send_url must be an http:// or https:// URL")
+            if not self.dlr_url_base:
+                raise ValueError("send_url needs dlr_url_base (where the gateway sends receipts)")
+        if self.dlr_url_base is not None and not self.dlr_url_base.startswith(
+                ("http://", "https://")):
+            raise ValueError("dlr_url_base must be an http:// or https:// URL")
+        if self.send_timeout_seconds <= 0 or self.down_after_failure_seconds < 0:
+            raise ValueError("send_timeout_seconds must be positive, "
+                             "down_after_failure_seconds not negative")
+        if not 1 <= self.max_parts <= 255:
+            raise ValueError("max_parts must be between 1 and 255")
+
+    @property
+    def can_send(self) -> bool:
+        """True when a send API is configured for this gateway."""
+        return self.send_url is not None
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The ``[http]`` section: where the callback listener binds and the gateways."""
+
+    host: str = "127.0.0.1"
+    port: int = 8088
+    gateways: Mapping[str, HttpGatewayConfig] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be between 0 and 65535")
+        named: dict[str, HttpGatewayConfig] = {}
+        for key, gateway in self.gateways.items():
+            if gateway.name and gateway.name != key:
+                raise ValueError(f"gateways.{key}: name {gateway.name!r} differs from its key")
+            named[key] = gateway if gateway.name else dataclasses.replace(gateway, name=key)
+        object.__setattr__(self, "gateways", MappingProxyType(named))
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest body any gateway accepts (the listener's read cap)."""
+        return max((g.max_body_bytes for g in self.gateways.values()),
+                   default=DEFAULT_MAX_BODY_BYTES)

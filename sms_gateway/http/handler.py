@@ -1,0 +1,246 @@
+"""The callback endpoint's logic, independent of twisted.web.
+
+:meth:`CallbackHandler.handle` takes a :class:`CallbackRequest` for
+``/gateways/<name>/<endpoint>`` and returns a Deferred :class:`Reply`:
+
+1. unknown gateway or endpoint: 404; method the format does not use: 405;
+2. source outside the allow-list: 403; bad or missing credentials: 401;
+3. oversized body: 413 (stored as malformed, truncated, when the credentials
+   do not cover the body and are good);
+4. unparseable: stored as ``malformed`` with the error, then 400 (a parser
+   bug, rather than bad input, is stored the same way and answered 500 so
+   the gateway tries again later);
+5. parsed: stored (``mo``/``dlr``), and only once the store's Deferred fires
+   is the success reply given; a store failure answers 503 so the gateway
+   retries.  A duplicate (same gateway, kind and external id) is acknowledged
+   the same way but not handed on.  Otherwise the event goes to
+   ``on_inbound``/``on_receipt`` *after* the reply is decided: the reply does
+   not wait for processing (the stored row is the record to resume from).
+
+Kannel sends any reply body back to the phone as an SMS, so every Kannel
+reply has an empty body; Jasmin's success body is exactly ``ACK/Jasmin``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sms_gateway.addresses import mask_msisdn
+from sms_gateway.events import DeliveryReceipt, InboundMessage
+from sms_gateway.http import jasmin, jsonformat, kannel
+from sms_gateway.http.auth import AuthFailure, GatewayAuth, redact_target, relevant_headers
+from sms_gateway.http.callback import (
+    CallbackKind,
+    CallbackRequest,
+    CallbackStore,
+    Endpoint,
+    MalformedCallbackError,
+    ParsedCallback,
+    RawCallback,
+    StoredCallback,
+)
+from sms_gateway.http.config import HttpConfig, HttpGatewayConfig
+from sms_gateway.http.metrics import HttpMetrics
+
+log = Logger()
+
+Parser = Callable[..., ParsedCallback]
+OnInbound = Callable[[InboundMessage, StoredCallback], Any]
+OnReceipt = Callable[[DeliveryReceipt, StoredCallback], Any]
+
+PARSERS: dict[tuple[str, str], Parser] = {
+    ("kannel", "inbound"): kannel.parse_inbound,
+    ("kannel", "receipt"): kannel.parse_receipt,
+    ("jasmin", "inbound"): jasmin.parse_inbound,
+    ("jasmin", "receipt"): jasmin.parse_receipt,
+    ("json", "inbound"): jsonformat.parse_inbound,
+    ("json", "receipt"): jsonformat.parse_receipt,
+}
+METHODS: dict[str, tuple[str, ...]] = {
+    "kannel": ("GET", "POST"),
+    "jasmin": ("GET", "POST"),
+    "json": ("POST",),
+}
+
+
+class Clock(Protocol):
+    """The part of ``IReactorTime`` the handler uses (a reactor or ``task.Clock``)."""
+
+    def seconds(self) -> float:
+        """The current time, in seconds since the epoch."""
+        ...
+
+
+_KINDS: dict[str, CallbackKind] = {"inbound": "mo", "receipt": "dlr"}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The HTTP answer to a callback."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class CallbackHandler:
+    """Authenticate, parse, store, acknowledge, then hand on: one callback at a time."""
+
+    def __init__(self, config: HttpConfig, store: CallbackStore, *, clock: Clock,
+                 metrics: HttpMetrics, on_inbound: OnInbound | None = None,
+                 on_receipt: OnReceipt | None = None) -> None:
+        self._gateways = dict(config.gateways)
+        self._auth = {name: GatewayAuth(gw) for name, gw in self._gateways.items()}
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._on_inbound = on_inbound
+        self._on_receipt = on_receipt
+
+    def max_body_bytes(self, gateway: str) -> int | None:
+        """The body cap of ``gateway``, or None when it is not configured."""
+        gw = self._gateways.get(gateway)
+        return gw.max_body_bytes if gw else None
+
+    def handle(self, gateway: str, endpoint: str, request: CallbackRequest, *,
+               body_overflow: bool = False) -> Deferred[Reply]:
+        """Answer one callback (see the module docstring for the order of checks)."""
+        gw = self._gateways.get(gateway)
+        if gw is None or endpoint not in _KINDS:
+            self._metrics.outcome("" if gw is None else gateway, "", "not_found")
+            return succeed(Reply(404, b"" if gw and gw.format == "kannel"
+                                 else b"unknown gateway or endpoint\n"))
+        ep: Endpoint = "inbound" if endpoint == "inbound" else "receipt"
+        if request.method not in METHODS[gw.format]:
+            self._metrics.outcome(gateway, ep, "method_not_allowed")
+            allow = ", ".join(METHODS[gw.format])
+            return succeed(self._error(gw, 405, f"method not allowed (use {allow})",
+                                       (("Allow", allow),)))
+        auth = self._auth[gateway]
+        now = self._clock.seconds()
+        failure = auth.check_source(request.remote)
+        if failure is None and not (body_overflow and auth.needs_body):
+            failure = auth.check(request, now)
+        if failure is not None:
+            return succeed(self._refuse(gw, ep, request, failure))
+        if body_overflow:
+            error = f"body exceeds max_body_bytes ({gw.max_body_bytes})"
+            if auth.needs_body:
+                self._metrics.outcome(gateway, ep, "too_large")
+                return succeed(self._error(gw, 413, error))
+            return self._store_malformed(gw, ep, request, now, error, 413, "too_large")
+        when = datetime.fromtimestamp(now, UTC)
+        try:
+            parsed = PARSERS[(gw.format, ep)](request, link=gw.name, region=gw.default_region,
+                                              now=when)
+        except MalformedCallbackError as exc:
+            return self._store_malformed(gw, ep, request, now, str(exc), 400, "malformed")
+        except Exception as exc:  # a parser bug: keep the request, let the gateway retry
+            log.failure("parsing a {endpoint} callback from {gateway} failed", endpoint=ep,
+                        gateway=gateway)
+            return self._store_malformed(gw, ep, request, now,
+                                         f"parser failed: {type(exc).__name__}: {exc}", 500,
+                                         "parser_error")
+        raw = self._raw(gw, ep, _KINDS[ep], request, when, parsed.external_id, None)
+        d: Deferred[StoredCallback] = maybeDeferred(self._store.store, raw)
+        return d.addCallbacks(self._stored, self._store_failed,
+                              callbackArgs=(gw, ep, parsed), errbackArgs=(gw, ep))
+
+    def _stored(self, stored: StoredCallback, gw: HttpGatewayConfig, ep: str,
+                parsed: ParsedCallback) -> Reply:
+        event = parsed.event
+        if stored.duplicate:
+            self._metrics.outcome(gw.name, ep, "duplicate")
+            log.info("duplicate {endpoint} callback from {gateway} ({external_id}) acknowledged",
+                     endpoint=ep, gateway=gw.name, external_id=parsed.external_id)
+        else:
+            self._metrics.outcome(gw.name, ep, "stored")
+            self._hand_on(gw, event, stored)
+        return self._success(gw, stored)
+
+    def _hand_on(self, gw: HttpGatewayConfig,
+                 event: InboundMessage | DeliveryReceipt, stored: StoredCallback) -> None:
+        if isinstance(event, InboundMessage):
+            if self._on_inbound is None:
+                return
+            d = maybeDeferred(self._on_inbound, event, stored)
+            who = mask_msisdn(event.sender)
+        else:
+            if self._on_receipt is None:
+                return
+            d = maybeDeferred(self._on_receipt, event, stored)
+            who = event.message_id
+
+        def failed(failure: Failure) -> None:
+            self._metrics.processing_failures.labels(gw.name).inc()
+            log.failure("processing stored callback {row} from {gateway} ({who}) failed",
+                        failure, row=stored.message_id, gateway=gw.name, who=who)
+
+        d.addErrback(failed)
+
+    def _store_failed(self, failure: Failure, gw: HttpGatewayConfig, ep: str) -> Reply:
+        self._metrics.outcome(gw.name, ep, "store_unavailable")
+        log.warn("callback store unavailable for {gateway}: {error}; answered 503",
+                 gateway=gw.name, error=failure.getErrorMessage())
+        return self._error(gw, 503, "store unavailable, retry later", (("Retry-After", "5"),))
+
+    def _store_malformed(self, gw: HttpGatewayConfig, ep: Endpoint, request: CallbackRequest,
+                         now: float, error: str, status: int, outcome: str) -> Deferred[Reply]:
+        raw = self._raw(gw, ep, "malformed", request, datetime.fromtimestamp(now, UTC), None,
+                        error)
+        log.warn("malformed {endpoint} callback from {gateway}: {error}", endpoint=ep,
+                 gateway=gw.name, error=error)
+
+        def stored(_: StoredCallback) -> Reply:
+            self._metrics.outcome(gw.name, ep, outcome)
+            return self._error(gw, status, error)
+
+        d: Deferred[StoredCallback] = maybeDeferred(self._store.store, raw)
+        return d.addCallbacks(stored, self._store_failed, errbackArgs=(gw, ep))
+
+    def _refuse(self, gw: HttpGatewayConfig, ep: str, request: CallbackRequest,
+                failure: AuthFailure) -> Reply:
+        self._metrics.outcome(gw.name, ep, "forbidden" if failure.status == 403
+                              else "unauthorized")
+        self._metrics.auth_failures.labels(gw.name, failure.reason).inc()
+        log.warn("callback to {gateway}/{endpoint} from {remote} refused: {reason}",
+                 gateway=gw.name, endpoint=ep, remote=request.remote, reason=failure.reason)
+        headers: tuple[tuple[str, str], ...] = ()
+        if failure.status == 401 and gw.auth == "basic":
+            headers = (("WWW-Authenticate", 'Basic realm="mepl"'),)
+        return self._error(gw, failure.status, failure.message, headers)
+
+    @staticmethod
+    def _raw(gw: HttpGatewayConfig, ep: Endpoint, kind: CallbackKind, request: CallbackRequest,
+             when: datetime, external_id: str | None, error: str | None) -> RawCallback:
+        return RawCallback(
+            gateway=gw.name, kind=kind, endpoint=ep, method=request.method,
+            target=redact_target(request.target), headers=relevant_headers(request.headers),
+            body=request.body, remote=request.remote, received_at=when,
+            external_id=external_id, error=error)
+
+    @staticmethod
+    def _success(gw: HttpGatewayConfig, stored: StoredCallback) -> Reply:
+        if gw.format == "kannel":
+            return Reply(200, b"", (("Content-Type", "text/plain"),))
+        if gw.format == "jasmin":
+            return Reply(200, jasmin.ACK_BODY, (("Content-Type", "text/plain"),))
+        body = json.dumps({"status": "duplicate" if stored.duplicate else "stored",
+                           "message_id": stored.message_id}).encode("ascii")
+        return Reply(200, body, (("Content-Type", "application/json"),))
+
+    @staticmethod
+    def _error(gw: HttpGatewayConfig, status: int, message: str,
+               headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+        if gw.format == "kannel":
+            return Reply(status, b"", (("Content-Type", "text/plain"), *headers))
+        body = (message + "\n").encode("utf-8", "replace")
+        return Reply(status, body, (("Content-Type", "text/plain; charset=utf-8"), *headers))

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from blobstore.errors import SchemaOutOfDateError
+from blobstore.migrate import check_schema, downgrade, head_revision, schema_status, upgrade
+from blobstore.schema import metadata
+from tests.support.pg import create_database
+
+TABLES = {"devices", "device_identity_history", "groups", "group_members",
+          "server_key_counters", "commands", "messages", "audit", "alembic_version"}
+
+
+def test_migrations_run_up_from_empty_down_to_base_and_up_again() -> None:
+    engine = create_engine(create_database("mig"))
+    try:
+        assert schema_status(engine) == (None, head_revision())
+        upgrade(engine)
+        assert set(inspect(engine).get_table_names()) == TABLES
+        assert schema_status(engine) == (head_revision(), head_revision())
+        downgrade(engine, "base")
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        with engine.connect() as conn:
+            functions = conn.execute(text(
+                "SELECT count(*) FROM pg_proc WHERE proname = 'audit_append_only'")).scalar()
+        assert functions == 0
+        upgrade(engine)
+        assert set(inspect(engine).get_table_names()) == TABLES
+        check_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_matches_the_declarative_models() -> None:
+    engine = create_engine(create_database("cmp"))
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diffs == []
+    finally:
+        engine.dispose()
+
+
+def test_empty_database_is_refused_with_the_upgrade_hint() -> None:
+    engine = create_engine(create_database("old"))
+    try:
+        with pytest.raises(SchemaOutOfDateError, match="run `mepl db upgrade`") as info:
+            check_schema(engine)
+        assert info.value.current is None
+        assert info.value.head == head_revision()
+    finally:
+        engine.dispose()

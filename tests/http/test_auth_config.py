@@ -1,0 +1,129 @@
+"""Authentication checks, secret redaction and configuration validation (pure)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+
+from mepl.config import ConfigError, build
+from sms_gateway.http.auth import GatewayAuth, redact_target, relevant_headers, sign_body
+from sms_gateway.http.callback import CallbackRequest
+from sms_gateway.http.config import HttpConfig, HttpGatewayConfig
+
+SECRET = "0123456789abcdef0123"
+
+
+def json_gw(**kw: object) -> HttpGatewayConfig:
+    return HttpGatewayConfig(name="j", format="json", auth="hmac", secret=SECRET, **kw)  # type: ignore[arg-type]
+
+
+def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
+    header = sign_body(SECRET, b'{"a":1}', 1795330800)
+    mac = hmac.new(SECRET.encode(), b'1795330800.{"a":1}', hashlib.sha256).hexdigest()
+    assert header == f"t=1795330800,v1={mac}"
+
+
+def test_signature_window_and_tampering() -> None:
+    auth = GatewayAuth(json_gw(replay_window_seconds=60))
+    body = b'{"id":"1"}'
+    req = CallbackRequest("POST", "/", {"x-mepl-signature": sign_body(SECRET, body, 1000)},
+                          body)
+    assert auth.check(req, 1059) is None
+    assert auth.check(req, 941) is None
+    stale = auth.check(req, 1061)
+    assert stale is not None and (stale.status, stale.reason) == (401, "stale_timestamp")
+    tampered = CallbackRequest("POST", "/", req.headers, body + b" ")
+    failure = auth.check(tampered, 1000)
+    assert failure is not None and failure.reason == "bad_signature"
+    garbage = CallbackRequest("POST", "/", {"x-mepl-signature": "v1=abc"}, body)
+    failure = auth.check(garbage, 1000)
+    assert failure is not None and failure.reason == "bad_signature"
+
+
+def test_basic_auth_and_allow_list() -> None:
+    auth = GatewayAuth(HttpGatewayConfig(name="k", format="jasmin", auth="basic",
+                                         username="u", password="p",
+                                         allowed_sources=("192.0.2.0/24", "2001:db8::/32")))
+    good = "Basic " + base64.b64encode(b"u:p").decode()
+    assert auth.check(CallbackRequest("GET", "/", {"authorization": good}), 0) is None
+    for header in ("Basic " + base64.b64encode(b"u:q").decode(), "Basic !!!", "Bearer x", ""):
+        failure = auth.check(CallbackRequest("GET", "/", {"authorization": header}), 0)
+        assert failure is not None and failure.status == 401
+    assert auth.check_source("192.0.2.7") is None
+    assert auth.check_source("2001:db8::1") is None
+    for remote in ("198.51.100.1", "", "not-an-ip"):
+        failure = auth.check_source(remote)
+        assert failure is not None and (failure.status, failure.reason) == (403, "source")
+
+
+def test_token_from_query_header_or_bearer() -> None:
+    auth = GatewayAuth(HttpGatewayConfig(name="k", format="kannel", auth="token", secret=SECRET))
+    assert auth.check(CallbackRequest("GET", f"/?token={SECRET}"), 0) is None
+    assert auth.check(CallbackRequest("GET", "/", {"x-mepl-token": SECRET}), 0) is None
+    assert auth.check(CallbackRequest("GET", "/", {"authorization": f"Bearer {SECRET}"}), 0) \
+        is None
+    failure = auth.check(CallbackRequest("GET", f"/?token={SECRET}x"), 0)
+    assert failure is not None and failure.reason == "bad_credentials"
+
+
+def test_secrets_are_redacted_and_sensitive_headers_dropped() -> None:
+    assert redact_target("/g/k/inbound?token=abc&id=1&password=x") == \
+        "/g/k/inbound?token=REDACTED&id=1&password=REDACTED"
+    assert redact_target("/g/k/inbound?tokenish=1") == "/g/k/inbound?tokenish=1"
+    kept = dict(relevant_headers({"authorization": "Basic x", "cookie": "c",
+                                  "x-mepl-token": "t", "x-kannel-password": "p",
+                                  "x-kannel-from": "+44", "content-type": "text/plain"}))
+    assert kept == {"x-kannel-from": "+44", "content-type": "text/plain"}
+
+
+def test_secrets_are_not_in_repr() -> None:
+    gw = HttpGatewayConfig(name="k", format="kannel", auth="token", secret=SECRET,
+                           send_url="http://k/cgi-bin/sendsms", send_password="sendpw",
+                           dlr_url_base="http://me")
+    assert SECRET not in repr(gw) and "sendpw" not in repr(gw)
+
+
+def test_config_is_built_from_toml_data_and_names_take_the_table_key() -> None:
+    raw = {"host": "0.0.0.0", "port": "9000", "gateways": {
+        "kannel1": {"format": "kannel", "auth": "token", "secret": SECRET,
+                    "allowed_sources": "10.0.0.0/8, 192.0.2.1"},
+        "hosted": {"format": "json", "auth": "hmac", "secret": SECRET,
+                   "max_body_bytes": "4096"}}}
+    config = build(HttpConfig, raw, "http")
+    assert config.port == 9000
+    assert config.gateways["kannel1"].name == "kannel1"
+    assert config.gateways["kannel1"].allowed_sources == ("10.0.0.0/8", "192.0.2.1")
+    assert config.max_body_bytes == 64 * 1024
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"format": "kannel", "auth": "hmac", "secret": SECRET}, "needs format 'json'"),
+    ({"format": "json", "auth": "token", "secret": SECRET}, "always signed"),
+    ({"format": "kannel", "auth": "token", "secret": "short"}, "at least 16"),
+    ({"format": "jasmin", "auth": "basic", "username": "u"}, "username and password"),
+    ({"format": "kannel", "auth": "token", "secret": SECRET, "allowed_sources": ["x"]},
+     "not an address"),
+    ({"format": "kannel", "auth": "token", "secret": SECRET, "max_body_bytes": 0},
+     "max_body_bytes"),
+    ({"format": "kannel", "auth": "token", "secret": SECRET, "send_url": "http://k/s"},
+     "dlr_url_base"),
+    ({"format": "json", "auth": "hmac", "secret": SECRET, "send_url": "http://k/s",
+      "dlr_url_base": "http://me"}, "no send API"),
+    ({"format": "smpp", "auth": "token", "secret": SECRET}, "expected one of"),
+])
+def test_invalid_gateway_config_names_the_key(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        build(HttpConfig, {"gateways": {"gw": fields}}, "http")
+    assert caught.value.key.startswith("http.gateways.gw")
+
+
+def test_gateway_name_must_fit_in_a_url_and_match_its_key() -> None:
+    with pytest.raises(ConfigError, match="gateway name"):
+        build(HttpConfig, {"gateways": {"a b": {"format": "kannel", "auth": "token",
+                                                 "secret": SECRET}}}, "http")
+    with pytest.raises(ConfigError, match="differs from its key"):
+        build(HttpConfig, {"gateways": {"a": {"name": "b", "format": "kannel",
+                                               "auth": "token", "secret": SECRET}}}, "http")

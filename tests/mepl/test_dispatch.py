@@ -1,0 +1,106 @@
+"""Dispatching: claims seal once, failures requeue or fail, receipts roll up per part."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.trial.unittest import SynchronousTestCase
+
+from blobstore.commands import NewCommand, insert_command_txn
+from blobstore.dispatch import record_receipt_txn, record_submitted_txn
+from mepl.outbound import Dispatcher
+from mepl.settings import DispatchConfig
+from sms_gateway.channel import OutboundMessage, SubmitResult
+from sms_gateway.errors import SubmitError
+from tests.mepl.helpers import World
+
+IMEI = "490154203237518"
+
+
+class ScriptedSubmitter:
+    def __init__(self, *outcomes: Any) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[OutboundMessage] = []
+
+    def submit(self, message: OutboundMessage) -> Deferred[SubmitResult]:
+        self.sent.append(message)
+        outcome = self.outcomes.pop(0)
+        return fail(outcome) if isinstance(outcome, Exception) else succeed(outcome)
+
+
+class DispatcherTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.w = World.create()
+        self.addCleanup(self.w.engine.dispose)
+        self.device_id, self.handset = self.w.enrol(IMEI, "+447700900101")
+
+    def dispatcher(self, submitter: ScriptedSubmitter) -> Dispatcher:
+        return Dispatcher(runner=self.w.pool, clock=self.w.clock, submitter=submitter,
+                          seal=self.w.signer.seal, key_id=lambda: 1,
+                          config=DispatchConfig(retry_delay_s=30), worker="t")
+
+    def row(self, command_id: int, column: str) -> Any:
+        return self.w.scalar(f"SELECT {column} FROM commands WHERE id = :i", i=command_id)
+
+    def test_temporary_failure_requeues_and_the_resend_carries_the_same_bytes(self) -> None:
+        command_id = self.w.queue(self.device_id)
+        submitter = ScriptedSubmitter(SubmitError("throttled", temporary=True),
+                                      SubmitResult("l1", ("m1",)))
+        dispatcher = self.dispatcher(submitter)
+        self.successResultOf(dispatcher.run_once())
+        self.assertEqual(self.row(command_id, "state"), "queued")
+        self.assertEqual(self.successResultOf(dispatcher.run_once()), 0)  # not due yet
+        self.w.clock.advance(31)
+        self.successResultOf(dispatcher.run_once())
+        self.assertEqual(self.row(command_id, "state"), "sent")
+        first, second = submitter.sent
+        self.assertEqual(first.payload, second.payload)
+        self.assertEqual(self.row(command_id, "counter"), 1)
+        # The frame really is for this device and verifies on its handset.
+        outcome = self.handset.receive(second.payload, "+447700900000", self.w.clock.seconds())
+        self.assertEqual(outcome.command.name, "lock")
+
+    def test_permanent_failure_fails_the_command_with_the_reason(self) -> None:
+        command_id = self.w.queue(self.device_id)
+        dispatcher = self.dispatcher(ScriptedSubmitter(
+            SubmitError("invalid destination", temporary=False, code=0x0B)))
+        self.successResultOf(dispatcher.run_once())
+        self.assertEqual(self.row(command_id, "state"), "failed")
+        self.assertIn("invalid destination", self.row(command_id, "last_error"))
+
+    def test_security_commands_are_claimed_before_older_normal_ones(self) -> None:
+        normal = self.w.queue(self.device_id, "locate")
+        urgent = self.w.run(insert_command_txn, self.device_id, NewCommand(
+            opcode="wipe", requested_by="t", priority=10,
+            not_after=self.w.now + timedelta(hours=1)))
+        ready = self.w.claim()
+        self.assertEqual([r.command_id for r in ready], [urgent, normal])
+
+    def test_arguments_that_do_not_encode_fail_the_command_at_claim(self) -> None:
+        command_id = self.w.queue(self.device_id, "sleep", minutes=999999)
+        self.assertEqual(self.w.claim(), [])
+        self.assertEqual(self.row(command_id, "state"), "failed")
+        self.assertIn("cannot encode", self.row(command_id, "last_error"))
+
+    def test_multi_part_command_is_delivered_only_when_every_part_is(self) -> None:
+        command_id = self.w.queue(self.device_id)
+        (ready,) = self.w.claim()
+        self.w.run(record_submitted_txn, ready, link="l1", channel="smpp",
+                   message_ids=["p1", "p2", "p3"], now=self.w.now)
+        for part, expect in (("p2", "sent"), ("p1", "sent"), ("p3", "delivered")):
+            self.w.run(record_receipt_txn, link="l1", message_id=part, status="delivered",
+                       final=True, delivered=True, now=self.w.now)
+            self.assertEqual(self.row(command_id, "state"), expect)
+
+    def test_undeliverable_receipt_requeues_the_command_for_a_resend(self) -> None:
+        command_id = self.w.queue(self.device_id)
+        (ready,) = self.w.claim()
+        self.w.run(record_submitted_txn, ready, link="l1", channel="smpp",
+                   message_ids=["x1"], now=self.w.now)
+        outcome = self.w.run(record_receipt_txn, link="l1", message_id="x1",
+                             status="undeliverable", final=True, delivered=False,
+                             now=self.w.now, retry_at=self.w.now + timedelta(seconds=60))
+        self.assertEqual(outcome.new_state, "queued")
+        self.assertEqual(self.row(command_id, "last_error"), "delivery undeliverable")

@@ -1,0 +1,108 @@
+"""Replies and alerts are verified against the database before anything changes."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from twisted.trial.unittest import SynchronousTestCase
+
+from blobstore.dispatch import record_submitted_txn
+from signing.alerts import make_alert
+from tests.mepl.helpers import World
+
+IMEI_A = "490154203237518"
+IMEI_B = "356938035643809"
+
+
+class InboundSecurityTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.w = World.create()
+        self.addCleanup(self.w.engine.dispose)
+        self.dev_a, self.handset_a = self.w.enrol(IMEI_A, "+447700900101")
+        self.dev_b, self.handset_b = self.w.enrol(IMEI_B, "+447700900102")
+
+    def send_lock(self) -> tuple[int, bytes]:
+        command_id = self.w.queue(self.dev_a)
+        (ready,) = self.w.claim()
+        self.w.run(record_submitted_txn, ready, link="l1", channel="smpp",
+                   message_ids=["abc"], now=self.w.now)
+        return command_id, ready.frame
+
+    def state(self, command_id: int) -> str:
+        return str(self.w.scalar("SELECT state FROM commands WHERE id = :i", i=command_id))
+
+    def test_verified_reply_completes_its_command_once(self) -> None:
+        command_id, frame = self.send_lock()
+        reply = self.handset_a.receive(frame, "+447700900000", self.w.clock.seconds())
+        self.w.deliver(self.w.mo("+447700900101", reply.reply_frame))
+        self.assertEqual(self.state(command_id), "done")
+        self.w.deliver(self.w.mo("+447700900101", reply.reply_frame))  # resent by the network
+        self.assertEqual(self.w.inbound.counts["replies"], 1)
+        self.assertEqual(self.w.inbound.counts["replies_duplicate"], 1)
+
+    def test_reply_with_a_flipped_bit_is_rejected_stored_and_changes_nothing(self) -> None:
+        command_id, frame = self.send_lock()
+        reply = self.handset_a.receive(frame, "+447700900000", self.w.clock.seconds())
+        tampered = bytearray(reply.reply_frame)
+        tampered[-10] ^= 0x01
+        self.w.deliver(self.w.mo("+447700900101", bytes(tampered)))
+        self.assertEqual(self.state(command_id), "sent")
+        self.assertEqual(self.w.inbound.counts["rejected_bad_signature"], 1)
+        self.assertEqual(self.w.scalar(
+            "SELECT error FROM messages WHERE kind = 'mo'"), "rejected: bad_signature")
+
+    def test_reply_signed_by_another_device_is_rejected(self) -> None:
+        command_id, frame = self.send_lock()
+        # Device B signs a "reply" claiming A's IMEI and A's command.
+        self.handset_b.imei = IMEI_A
+        forged = self.handset_b.receive(frame, "+447700900000", self.w.clock.seconds())
+        self.w.deliver(self.w.mo("+447700900102", forged.reply_frame))
+        self.assertEqual(self.state(command_id), "sent")
+        self.assertEqual(sum(v for k, v in self.w.inbound.counts.items()
+                             if k.startswith("rejected_")), 1)
+
+    def test_alert_replayed_is_rejected_by_the_counter_window_in_the_database(self) -> None:
+        frame = self.handset_a.alert(make_alert("invalid_sim"), self.w.clock.seconds())
+        self.w.deliver(self.w.mo("+447700900101", frame))
+        self.w.deliver(self.w.mo("+447700900101", frame))
+        self.assertEqual(self.w.inbound.counts["alert_invalid_sim"], 1)
+        self.assertEqual(self.w.inbound.counts["rejected_replayed"], 1)
+
+    def test_alerts_out_of_order_inside_the_window_are_each_accepted_once(self) -> None:
+        frames = [self.handset_a.alert(make_alert("invalid_sim"), self.w.clock.seconds())
+                  for _ in range(3)]
+        for frame in (frames[2], frames[0], frames[1], frames[0]):
+            self.w.deliver(self.w.mo("+447700900101", frame))
+        self.assertEqual(self.w.inbound.counts["alert_invalid_sim"], 3)
+        self.assertEqual(self.w.inbound.counts["rejected_replayed"], 1)
+
+    def test_sim_swap_alert_from_an_unknown_number_verifies_and_queues_a_security_lock(
+            self) -> None:
+        frame = self.handset_a.alert(make_alert("sim_changed", imsi="234159999999999"),
+                                     self.w.clock.seconds())
+        self.w.deliver(self.w.mo("+447700955555", frame))
+        self.assertEqual(self.w.scalar("SELECT msisdn FROM devices WHERE id = :i",
+                                       i=self.dev_a), "+447700955555")
+        self.assertEqual(self.w.scalar(
+            "SELECT count(*) FROM commands WHERE device_id = :i AND opcode = 'lock' "
+            "AND requested_by = 'policy:sim_changed' AND priority = 10", i=self.dev_a), 1)
+        with self.w.engine.connect() as conn:
+            kinds = sorted(r[0] for r in conn.execute(text(
+                "SELECT kind FROM device_identity_history WHERE device_id = :i"),
+                {"i": self.dev_a}))
+        self.assertEqual(kinds, ["imsi", "msisdn"])
+
+    def test_alert_from_an_unregistered_device_is_rejected_without_any_state_change(
+            self) -> None:
+        self.handset_b.imei = "353918058450930"  # valid IMEI, not in the registry
+        frame = self.handset_b.alert(make_alert("sim_changed", imsi="234150000000000"),
+                                     self.w.clock.seconds())
+        self.w.deliver(self.w.mo("+447700900102", frame))
+        self.assertEqual(self.w.inbound.counts["rejected_wrong_device"], 1)
+        self.assertEqual(self.w.scalar("SELECT count(*) FROM commands"), 0)
+
+    def test_garbage_payload_is_kept_with_its_rejection_reason(self) -> None:
+        self.w.deliver(self.w.mo("+447700900101", b"\x00hello"))
+        self.assertEqual(self.w.scalar("SELECT payload FROM messages WHERE kind = 'mo'")
+                         .tobytes()[-6:], b"\x00hello")
+        self.assertTrue(str(self.w.scalar("SELECT error FROM messages")).startswith(
+            "rejected:"))
