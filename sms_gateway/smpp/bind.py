@@ -281,8 +281,10 @@ class SmppBind(Service):
         """Connection lost: resend or fail every submit that got no answer."""
         if self.proto is proto:
             self.proto = None
-            log.warn("bind {link}: connection lost ({n} submits unanswered)",
-                     link=self.name, n=sum(1 for r in lost if r.command_id == codec.SUBMIT_SM))
+            unanswered = sum(1 for r in lost if r.command_id == codec.SUBMIT_SM)
+            emit = log.info if self._stopping else log.warn
+            emit("bind {link}: connection {how} ({n} submits unanswered)", link=self.name,
+                 how="closed" if self._stopping else "lost", n=unanswered)
             self._arm_down_timer()
         else:  # never bound on this connection: back off further before the next try
             self.failed_binds += 1
