@@ -33,6 +33,7 @@ from mepl.settings import Settings
 from mepl.signer import ServerSigner
 from sms_gateway.channel import OutboundChannel
 from sms_gateway.http import CallbackHandler, HttpMetrics, HttpSendChannel, build_site
+from sms_gateway.http.listen import CallbackListener
 from sms_gateway.routing import Route, Router
 from sms_gateway.smpp.bind import SmppBind
 from sms_gateway.smpp.links import build_binds
@@ -102,9 +103,9 @@ class MeplService(MultiService):
             on_receipt=lambda receipt, _stored: self.inbound.on_receipt(receipt))
         cap = max(gw.max_body_bytes for gw in http.gateways.values())
         site = build_site(self.http_handler, max_body_bytes=cap, reactor=self.reactor)
-        self.http_service = TCPServer(http.port, site, interface=http.host,
-                                      reactor=self.reactor)
-        self.http_service.setServiceParent(self)
+        self.http_service = CallbackListener(self.reactor, site, host=http.host,
+                                             port=http.port, reuse_port=http.reuse_port)
+        self.http_service.setServiceParent(self)  # type: ignore[no-untyped-call]
         for name, gw in http.gateways.items():
             if gw.can_send and gw.format in ("kannel", "jasmin"):
                 channels[name] = HttpSendChannel(gw, reactor=self.reactor)
@@ -125,9 +126,9 @@ class MeplService(MultiService):
     @property
     def http_address(self) -> tuple[str, int] | None:
         """Where the callback listener is bound (after start), or None."""
-        if not hasattr(self, "http_service") or self.http_service._port is None:
+        if not hasattr(self, "http_service") or self.http_service.port is None:
             return None
-        host = self.http_service._port.getHost()
+        host = self.http_service.port.getHost()
         return host.host, host.port
 
     def startService(self) -> None:  # noqa: N802 - Twisted API

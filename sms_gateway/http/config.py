@@ -110,10 +110,15 @@ class HttpGatewayConfig:
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """The ``[http]`` section: where the callback listener binds and the gateways."""
+    """The ``[http]`` section: where the callback listener binds and the gateways.
+
+    ``reuse_port`` lets several MEPL processes on one host share ``port``
+    (``SO_REUSEPORT``), to carry more callbacks than one reactor thread can.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8088
+    reuse_port: bool = False
     gateways: Mapping[str, HttpGatewayConfig] = field(
         default_factory=lambda: MappingProxyType({}))
 
