@@ -29,7 +29,7 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
     "queued": frozenset({"sending", "cancelled", "expired", "failed"}),
     "sending": frozenset({"sent", "queued", "failed", "expired", "cancelled"}),
     "sent": frozenset({"delivered", "replied", "failed", "expired", "queued"}),
-    "delivered": frozenset({"replied", "failed", "expired"}),
+    "delivered": frozenset({"replied", "failed", "expired", "queued"}),
     "replied": frozenset({"done", "failed"}),
     "done": frozenset(),
     "failed": frozenset(),

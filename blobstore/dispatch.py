@@ -16,7 +16,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
 
-from blobstore.commands import claim_commands_txn, transition_command_txn
+from blobstore.commands import (
+    claim_commands_txn,
+    expire_commands_txn,
+    release_stale_claims_txn,
+    transition_command_txn,
+)
 from blobstore.counters import allocate_counter_txn
 from blobstore.messages import NewMessage, insert_message_txn
 from blobstore.schema import commands, devices, messages
@@ -170,3 +175,36 @@ def record_receipt_txn(conn: Connection, *, link: str, message_id: str, status: 
             last_error=f"delivery {status}", next_attempt_at=retry_at):
         new_state = "queued"
     return ReceiptOutcome(int(part.command_id), done, total, new_state)
+
+
+@dataclass(frozen=True)
+class Housekeeping:
+    """What one housekeeping pass changed."""
+
+    expired: int
+    released: int
+    resent: int
+
+
+def housekeeping_txn(conn: Connection, *, now: datetime, stale_before: datetime,
+                     unanswered_before: datetime, max_attempts: int) -> Housekeeping:
+    """Keep the queue moving whatever happened to the processes that worked on it.
+
+    Expires unfinished commands past their not-after; puts back in the queue
+    commands claimed before ``stale_before`` and never sent (their process
+    died); and queues again, for a resend of the same bytes, commands sent or
+    delivered before ``unanswered_before`` without a reply, up to
+    ``max_attempts`` attempts (the handset answers a repeated frame with its
+    stored reply and does not execute it twice).
+    """
+    expired = expire_commands_txn(conn, now)
+    released = release_stale_claims_txn(conn, claimed_before=stale_before, now=now)
+    resent = conn.execute(
+        update(commands)
+        .where(commands.c.state.in_(["sent", "delivered"]),
+               commands.c.updated_at < unanswered_before,
+               commands.c.attempts < max_attempts, commands.c.not_after > now)
+        .values(state="queued", claimed_by=None, claimed_at=None, updated_at=now,
+                next_attempt_at=now, last_error="no reply: resending the same frame")
+    ).rowcount
+    return Housekeeping(expired, released, int(resent))

@@ -19,9 +19,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from blobstore.dispatch import (
+    Housekeeping,
     ReadyCommand,
     Sealer,
     claim_and_seal_txn,
+    housekeeping_txn,
     record_submit_failure_txn,
     record_submitted_txn,
 )
@@ -50,6 +52,9 @@ class DispatchStats:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    expired: int = 0
+    released: int = 0
+    resent: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -70,6 +75,7 @@ class Dispatcher:
         self._timer: DelayedCall | None = None
         self._running: Deferred[None] | None = None
         self._stopping = False
+        self._next_housekeeping = 0.0
         self.stats = DispatchStats()
 
     def _now(self) -> datetime:
@@ -115,7 +121,10 @@ class Dispatcher:
 
     @inlineCallbacks
     def run_once(self) -> Any:
-        """One round: claim and seal, submit each, record each outcome; returns the count."""
+        """One round: housekeeping when due, claim and seal, submit each, record each
+        outcome; returns how many commands were claimed."""
+        if self._clock.seconds() >= self._next_housekeeping:
+            yield self.housekeeping()
         ready: list[ReadyCommand] = yield self._runner.run_interaction(
             "claim_and_seal", claim_and_seal_txn, worker=self._worker, now=self._now(),
             limit=self._config.claim_batch, key_id=self._key_id(), seal=self._seal)
@@ -123,6 +132,25 @@ class Dispatcher:
         if ready:
             yield DeferredList([self._send(command) for command in ready], consumeErrors=True)
         return len(ready)
+
+    @inlineCallbacks
+    def housekeeping(self) -> Any:
+        """Expire, release dead claims and resend unanswered commands (see DispatchConfig)."""
+        cfg = self._config
+        self._next_housekeeping = self._clock.seconds() + cfg.housekeeping_interval_s
+        now = self._now()
+        done: Housekeeping = yield self._runner.run_interaction(
+            "housekeeping", housekeeping_txn, now=now,
+            stale_before=now - timedelta(seconds=cfg.stale_claim_s),
+            unanswered_before=now - timedelta(seconds=cfg.resend_after_s),
+            max_attempts=cfg.max_attempts)
+        self.stats.expired += done.expired
+        self.stats.released += done.released
+        self.stats.resent += done.resent
+        if done.expired or done.released or done.resent:
+            log.info("housekeeping: {expired} expired, {released} released, {resent} resent",
+                     expired=done.expired, released=done.released, resent=done.resent)
+        return done
 
     def _send(self, command: ReadyCommand) -> Deferred[None]:
         message = OutboundMessage(

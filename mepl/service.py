@@ -81,7 +81,10 @@ class MeplService(MultiService):
             dispatch=lambda: {"claimed": self.dispatcher.stats.claimed,
                               "sent": self.dispatcher.stats.sent,
                               "retried": self.dispatcher.stats.retried,
-                              "failed": self.dispatcher.stats.failed},
+                              "failed": self.dispatcher.stats.failed,
+                              "expired": self.dispatcher.stats.expired,
+                              "released": self.dispatcher.stats.released,
+                              "resent": self.dispatcher.stats.resent},
             inbound=lambda: dict(self.inbound.counts),
             binds=lambda: {name: (b.is_up, dict(b.stats)) for name, b in self.binds.items()}))
         if settings.metrics.port:

@@ -34,7 +34,11 @@ class DispatchConfig:
     trust it through their provisioning bundle).  A submit that fails for a
     temporary reason, or a part reported undeliverable, is retried with the
     same bytes (same counter) after ``retry_delay_s``, doubling per attempt
-    up to 32 times that, until the command's not-after.
+    up to 32 times that, until the command's not-after.  Every
+    ``housekeeping_interval_s`` expired commands are closed, claims older than
+    ``stale_claim_s`` that were never sent are put back (their process died),
+    and commands without a reply ``resend_after_s`` after they were sent are
+    resent with the same bytes, up to ``max_attempts`` attempts.
     """
 
     server_number: str = "+447700900000"
@@ -42,12 +46,19 @@ class DispatchConfig:
     claim_batch: int = 200
     retry_delay_s: float = 30.0
     reassembly_timeout_s: float = 3600.0
+    housekeeping_interval_s: float = 30.0
+    stale_claim_s: float = 300.0
+    resend_after_s: float = 900.0
+    max_attempts: int = 5
 
     def __post_init__(self) -> None:
         if self.poll_interval_s <= 0 or self.claim_batch < 1:
             raise ValueError("poll_interval_s must be > 0 and claim_batch >= 1")
-        if self.retry_delay_s <= 0 or self.reassembly_timeout_s <= 0:
-            raise ValueError("retry_delay_s and reassembly_timeout_s must be > 0")
+        if min(self.retry_delay_s, self.reassembly_timeout_s, self.housekeeping_interval_s,
+               self.stale_claim_s, self.resend_after_s) <= 0:
+            raise ValueError("every interval and timeout must be > 0")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,69 @@ class DispatcherTests(SynchronousTestCase):
                              now=self.w.now, retry_at=self.w.now + timedelta(seconds=60))
         self.assertEqual(outcome.new_state, "queued")
         self.assertEqual(self.row(command_id, "last_error"), "delivery undeliverable")
+
+
+class HousekeepingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.w = World.create()
+        self.addCleanup(self.w.engine.dispose)
+        self.device_id, self.handset = self.w.enrol(IMEI, "+447700900101")
+
+    def dispatcher(self, submitter: ScriptedSubmitter) -> Dispatcher:
+        return Dispatcher(runner=self.w.pool, clock=self.w.clock, submitter=submitter,
+                          seal=self.w.signer.seal, key_id=lambda: 1,
+                          config=DispatchConfig(stale_claim_s=300, resend_after_s=900,
+                                                max_attempts=3), worker="t")
+
+    def state(self, command_id: int) -> str:
+        return str(self.w.scalar("SELECT state FROM commands WHERE id = :i", i=command_id))
+
+    def test_a_claim_left_by_a_dead_process_is_sent_by_another_with_the_same_frame(
+            self) -> None:
+        command_id = self.w.queue(self.device_id)
+        (claimed,) = self.w.claim()  # a process claims and seals, then dies
+        submitter = ScriptedSubmitter(SubmitResult("l1", ("m1",)))
+        dispatcher = self.dispatcher(submitter)
+        self.assertEqual(self.successResultOf(dispatcher.run_once()), 0)  # claim is fresh
+        self.w.clock.advance(301)
+        dispatcher._next_housekeeping = 0
+        self.assertEqual(self.successResultOf(dispatcher.run_once()), 1)
+        self.assertEqual(self.state(command_id), "sent")
+        self.assertEqual(submitter.sent[0].payload, claimed.frame)
+        self.assertEqual(dispatcher.stats.released, 1)
+
+    def test_an_unanswered_command_is_resent_and_the_handset_does_not_execute_it_twice(
+            self) -> None:
+        command_id = self.w.queue(self.device_id)
+        submitter = ScriptedSubmitter(SubmitResult("l1", ("m1",)), SubmitResult("l1", ("m2",)))
+        dispatcher = self.dispatcher(submitter)
+        self.successResultOf(dispatcher.run_once())
+        first = self.handset.receive(submitter.sent[0].payload, "+447700900000",
+                                     self.w.clock.seconds())  # the reply is lost
+        self.w.clock.advance(901)
+        self.successResultOf(dispatcher.housekeeping())
+        self.successResultOf(dispatcher.run_once())
+        self.assertEqual(dispatcher.stats.resent, 1)
+        self.assertEqual(submitter.sent[1].payload, submitter.sent[0].payload)
+        second = self.handset.receive(submitter.sent[1].payload, "+447700900000",
+                                      self.w.clock.seconds())
+        self.assertTrue(second.duplicate)
+        self.assertEqual(second.reply_frame, first.reply_frame)
+        self.assertEqual(self.state(command_id), "sent")
+
+    def test_resends_stop_at_max_attempts_and_the_command_expires_at_not_after(self) -> None:
+        command_id = self.w.queue(self.device_id)
+        outcomes = [SubmitResult("l1", (f"m{i}",)) for i in range(5)]
+        submitter = ScriptedSubmitter(*outcomes)
+        dispatcher = self.dispatcher(submitter)
+        for _ in range(3):
+            self.successResultOf(dispatcher.run_once())
+            self.w.clock.advance(901)
+            self.successResultOf(dispatcher.housekeeping())
+        self.assertEqual(self.successResultOf(dispatcher.run_once()), 0)
+        self.assertEqual(len(submitter.sent), 3)
+        self.assertEqual(self.w.scalar("SELECT attempts FROM commands"), 3)
+        self.assertEqual(self.state(command_id), "sent")
+        self.w.clock.advance(3600)
+        self.successResultOf(dispatcher.housekeeping())
+        self.assertEqual(self.state(command_id), "expired")
