@@ -6,8 +6,8 @@ DatabasePool on the embedded PostgreSQL, group-committing concurrent
 callbacks, every reply sent only after its own row's commit); and a load
 client (asyncio, several keep-alive connections, closed loop) per run.
 
-    /tmp/v/bin/python bench/bench_http.py --runs 5
-    /tmp/v/bin/python bench/bench_http.py --runs 3 --store memory   # HTTP stack alone
+    .venv/bin/python bench/bench_http.py --runs 5
+    .venv/bin/python bench/bench_http.py --runs 3 --store memory   # HTTP stack alone
 
 Prints per-run figures and the medians.  Target: >= 2,000 callbacks/s.
 """

@@ -1,6 +1,6 @@
 """Throughput of the signed-SMS core, per core (one process, one thread).
 
-    /tmp/v/bin/python bench/bench_signing.py --runs 5
+    .venv/bin/python bench/bench_signing.py --runs 5
 
 Figures: seal (encode + sign) command frames/s (``seal``: one command sealed for
 many devices, as in a fan-out; ``seal_from_json``: the command rebuilt from its

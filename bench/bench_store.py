@@ -8,7 +8,7 @@
 
 Targets: >= 20,000 devices/s, >= 20,000 rows/s batched, stall < 50 ms.
 
-    /tmp/v/bin/python bench/bench_store.py --runs 3
+    .venv/bin/python bench/bench_store.py --runs 3
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Process-wide setup for the composition root: logging, and the garbage collector.
 
-Logging setup for the composition root (``twisted.logger`` only).
-
-Library code logs through its own ``Logger()`` with named fields; this module
-decides where those events go: one line per event on stderr, filtered by
-level.  Phone numbers are masked by the emitters (``mask_msisdn``); nothing
-here formats secrets.
+Logging is ``twisted.logger`` only.  Library code logs through its own
+``Logger()`` with named fields; this module decides where those events go:
+one line per event on stderr, filtered by level.  Phone numbers are masked
+by the emitters (``mask_msisdn``); nothing here formats secrets.
 """
 
 from __future__ import annotations
