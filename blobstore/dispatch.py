@@ -184,10 +184,12 @@ class Housekeeping:
     expired: int
     released: int
     resent: int
+    parts_expired: int = 0
 
 
 def housekeeping_txn(conn: Connection, *, now: datetime, stale_before: datetime,
-                     unanswered_before: datetime, max_attempts: int) -> Housekeeping:
+                     unanswered_before: datetime, max_attempts: int,
+                     parts_before: datetime | None = None) -> Housekeeping:
     """Keep the queue moving whatever happened to the processes that worked on it.
 
     Expires unfinished commands past their not-after; puts back in the queue
@@ -195,7 +197,8 @@ def housekeeping_txn(conn: Connection, *, now: datetime, stale_before: datetime,
     died); and queues again, for a resend of the same bytes, commands sent or
     delivered before ``unanswered_before`` without a reply, up to
     ``max_attempts`` attempts (the handset answers a repeated frame with its
-    stored reply and does not execute it twice).
+    stored reply and does not execute it twice).  Inbound parts stored before
+    ``parts_before`` whose message never completed are marked expired.
     """
     expired = expire_commands_txn(conn, now)
     released = release_stale_claims_txn(conn, claimed_before=stale_before, now=now)
@@ -207,4 +210,13 @@ def housekeeping_txn(conn: Connection, *, now: datetime, stale_before: datetime,
         .values(state="queued", claimed_by=None, claimed_at=None, updated_at=now,
                 next_attempt_at=now, last_error="no reply: resending the same frame")
     ).rowcount
-    return Housekeeping(expired, released, int(resent))
+    parts_expired = 0
+    if parts_before is not None:
+        parts_expired = int(conn.execute(
+            update(messages)
+            .where(messages.c.kind == "mo", messages.c.direction == "in",
+                   messages.c.part_total > 1, messages.c.created_at < parts_before,
+                   messages.c.error.is_(None), messages.c.meta["assembled"].astext.is_(None))
+            .values(error="incomplete concatenated message expired")
+        ).rowcount)
+    return Housekeeping(expired, released, int(resent), parts_expired)

@@ -236,6 +236,10 @@ class Message(Base):
         Index(None, "device_id", "created_at"),
         Index(None, "link", "smsc_message_id"),
         Index(
+            "ix_messages_inbound_parts", "peer", "part_total", "created_at",
+            postgresql_where=text("kind = 'mo' AND direction = 'in' AND part_total > 1"),
+        ),
+        Index(
             "uq_messages_direction_link_external_id", "direction", "link", "external_id",
             unique=True, postgresql_where=text("external_id IS NOT NULL"),
         ),

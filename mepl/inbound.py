@@ -1,7 +1,9 @@
 """The inbound half of the loop: MO parts and delivery receipts from every channel.
 
 Order for a mobile-originated part (from a deliver_sm or an HTTP callback):
-store its bytes (committed) -> reassemble -> find the device from the frame ->
+store its bytes (committed) -> reassemble from the stored parts (in the
+database, so parts may arrive through different binds and processes, or
+before and after a restart) -> find the device from the frame ->
 verify (device key, and for alerts the device counter window kept in the
 database) -> record the result -> policy reactions.  The Deferred returned to
 the channel fires after the part is stored and processed, so the SMSC or
@@ -22,6 +24,7 @@ from twisted.logger import Logger
 
 from blobstore.dispatch import record_receipt_txn
 from blobstore.messages import NewMessage, insert_message_txn
+from blobstore.parts import Collected, collect_parts_txn
 from blobstore.pool import Clock, InteractionRunner
 from blobstore.replies import (
     accept_device_counter_txn,
@@ -39,8 +42,7 @@ from signing.transport import ARMOUR_PREFIX, dearmour
 from signing.wire import TYPE_ALERT, TYPE_REPLY
 from sms_gateway.addresses import mask_msisdn
 from sms_gateway.events import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage
-from sms_gateway.reassembly import Completed, ConflictingPartError, PartKey, Reassembler, part_of
-from sms_gateway.udh import encode_udh
+from sms_gateway.udh import encode_udh, split_user_data
 
 log = Logger()
 
@@ -56,7 +58,6 @@ class InboundProcessor:
         self._server_id = server_id
         self._config = config
         self._policy_ttl = policy_ttl
-        self._reassembler: Reassembler[int] = Reassembler(timeout=config.reassembly_timeout_s)
         self._on_event = on_event or (lambda kind, data: None)
         self.counts: Counter[str] = Counter()
 
@@ -93,40 +94,33 @@ class InboundProcessor:
     # ---------------------------------------------------------------- MO parts
     @inlineCallbacks
     def on_inbound(self, message: InboundMessage) -> Any:
-        """Store one inbound part, then process the whole message once complete."""
+        """Store one inbound part, then process the whole message once every part is stored."""
         user_data = (encode_udh(message.udh) if message.udh else b"") + message.payload
         concat = message.udh.concat if message.udh else None
+        meta: dict[str, Any] = {"receiver": message.receiver, "data_coding": message.data_coding}
+        if concat is not None:
+            meta.update(concat_ref=concat.reference, concat_bits=concat.ref_bits)
         row_id: int = yield self._runner.run_interaction(
             "store_mo", insert_message_txn, NewMessage(
-                direction="in", channel=message.channel.value, kind="mo",  # type: ignore[arg-type]
-                payload=user_data, link=message.link, peer=message.sender,
+                direction="in", channel=message.channel.value,  # type: ignore[arg-type]
+                kind="mo", payload=user_data, link=message.link, peer=message.sender,
                 smsc_message_id=message.smsc_message_id,
                 part_seq=concat.seq if concat else None,
-                part_total=concat.total if concat else None,
-                meta={"receiver": message.receiver, "data_coding": message.data_coding}))
+                part_total=concat.total if concat else None, meta=meta))
         self.counts["mo_parts"] += 1
-        now = self._clock.seconds()
-        for expired in self._reassembler.expire(now):
-            self.counts["mo_incomplete_expired"] += 1
-            for stale_id in expired.items:
-                yield self._mark(stale_id, "incomplete concatenated message expired")
-        try:
-            completed = self._add_part(message, row_id, now)
-        except (ConflictingPartError, ValueError) as exc:
-            self.counts["mo_conflicting_part"] += 1
-            yield self._mark(row_id, f"rejected part: {exc}")
+        if concat is None:
+            yield self._process(message.payload, (row_id,), message)
             return None
-        if completed is not None:
-            yield self._process(completed, message)
+        since = self._now() - timedelta(seconds=self._config.reassembly_timeout_s)
+        collected: Collected = yield self._runner.run_interaction(
+            "collect_parts", collect_parts_txn, peer=message.sender,
+            reference=concat.reference, ref_bits=concat.ref_bits, total=concat.total,
+            since=since)
+        self.counts["mo_conflicting_part"] += len(collected.conflicting)
+        if collected.parts is not None:
+            payload = b"".join(split_user_data(p.user_data)[1] for p in collected.parts)
+            yield self._process(payload, tuple(p.message_id for p in collected.parts), message)
         return None
-
-    def _add_part(self, message: InboundMessage, row_id: int,
-                  now: float) -> Completed[int] | None:
-        found = part_of(message)
-        if found is None:
-            key = PartKey(message.link, message.sender, 0, 8, 1)
-            return Completed(key, message.payload, (row_id,))
-        return self._reassembler.add(found[0], found[1], message.payload, row_id, now)
 
     def _mark(self, row_id: int, error: str) -> Deferred[None]:
         d: Deferred[None] = self._runner.run_interaction(
@@ -134,10 +128,11 @@ class InboundProcessor:
         return d
 
     @inlineCallbacks
-    def _process(self, completed: Completed[int], message: InboundMessage) -> Any:
-        row_id = completed.items[-1]
+    def _process(self, payload: bytes, row_ids: tuple[int, ...],
+                 message: InboundMessage) -> Any:
+        row_id = row_ids[-1]
         try:
-            frame = _frame_of(completed.payload, message)
+            frame = _frame_of(payload, message)
             kind = frame[0] & 0x0F if frame else -1
             if kind == TYPE_REPLY:
                 yield self._reply(frame, row_id)
@@ -149,7 +144,7 @@ class InboundProcessor:
             self.counts[f"rejected_{exc.reason.value}"] += 1
             log.warn("inbound frame from {sender} rejected: {reason}",
                      sender=mask_msisdn(message.sender), reason=exc.reason.value)
-            for item in completed.items:
+            for item in row_ids:
                 yield self._mark(item, f"rejected: {exc.reason.value}")
         return None
 

@@ -55,6 +55,7 @@ class DispatchStats:
     expired: int = 0
     released: int = 0
     resent: int = 0
+    parts_expired: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -143,13 +144,16 @@ class Dispatcher:
             "housekeeping", housekeeping_txn, now=now,
             stale_before=now - timedelta(seconds=cfg.stale_claim_s),
             unanswered_before=now - timedelta(seconds=cfg.resend_after_s),
-            max_attempts=cfg.max_attempts)
+            max_attempts=cfg.max_attempts,
+            parts_before=now - timedelta(seconds=cfg.reassembly_timeout_s))
         self.stats.expired += done.expired
         self.stats.released += done.released
         self.stats.resent += done.resent
-        if done.expired or done.released or done.resent:
-            log.info("housekeeping: {expired} expired, {released} released, {resent} resent",
-                     expired=done.expired, released=done.released, resent=done.resent)
+        self.stats.parts_expired += done.parts_expired
+        if done.expired or done.released or done.resent or done.parts_expired:
+            log.info("housekeeping: {expired} expired, {released} released, {resent} resent, "
+                     "{parts} incomplete inbound parts expired", expired=done.expired,
+                     released=done.released, resent=done.resent, parts=done.parts_expired)
         return done
 
     def _send(self, command: ReadyCommand) -> Deferred[None]:

@@ -5,8 +5,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
 from blobstore.identity import luhn_check_digit
+from blobstore.migrate import head_revision, upgrade
 from mepl.cli.main import main
 from tests.support.pg import create_database, migrated_database
 
@@ -150,14 +152,31 @@ def test_out_of_date_schema_is_refused_until_upgrade(
     run = _runner(capsys, tmp_path, create_database("empty"))
     code, out, err = run("devices", "list")
     assert code == 2 and out == ""
-    assert "database schema is at empty (no schema), this mepl needs 0001: " \
+    head = head_revision()
+    assert f"database schema is at empty (no schema), this mepl needs {head}: " \
            "run `mepl db upgrade`" in err
     code, out, _ = run("db", "status")
     assert code == 1 and "run `mepl db upgrade`" in out
     code, out, _ = run("db", "upgrade")
-    assert (code, out.strip()) == (0, "database schema upgraded from empty to 0001")
+    assert (code, out.strip()) == (0, f"database schema upgraded from empty to {head}")
     code, out, _ = run("db", "upgrade")
     assert "up to date" in out
+    assert run("devices", "list")[0] == 0
+
+
+def test_a_schema_one_revision_behind_is_refused_and_upgraded_in_place(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    url = create_database("behind")
+    engine = create_engine(url)
+    try:
+        upgrade(engine, "0001")
+    finally:
+        engine.dispose()
+    run = _runner(capsys, tmp_path, url)
+    code, _, err = run("devices", "list")
+    assert code == 2 and f"database schema is at 0001, this mepl needs {head_revision()}" in err
+    code, out, _ = run("db", "upgrade")
+    assert code == 0 and f"upgraded from 0001 to {head_revision()}" in out
     assert run("devices", "list")[0] == 0
 
 
