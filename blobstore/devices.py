@@ -282,13 +282,22 @@ def set_device_state_txn(conn: Connection, device_id: int, state: str) -> str:
 
 def set_device_key_txn(conn: Connection, device_id: int, key_id: int,
                        public_key: bytes) -> None:
-    """Store the device's public key (at enrolment or rotation)."""
-    done = conn.execute(
-        update(devices).where(devices.c.id == device_id)
-        .values(key_id=key_id, public_key=public_key, updated_at=func.now())
-    ).rowcount
-    if done == 0:
+    """Store the device's public key (at enrolment or rotation).
+
+    The device's reply/alert counters belong to its key: a new key starts a
+    new counter space, so the stored window is reset when the key changes
+    (and kept when the same key is stored again).
+    """
+    current = conn.execute(
+        select(devices.c.public_key).where(devices.c.id == device_id).with_for_update()
+    ).first()
+    if current is None:
         raise DeviceNotFoundError(f"no device with id {device_id}")
+    values: dict[str, Any] = {"key_id": key_id, "public_key": public_key,
+                              "updated_at": func.now()}
+    if current.public_key is None or bytes(current.public_key) != public_key:
+        values.update(counter_hwm=0, counter_window=0)
+    conn.execute(update(devices).where(devices.c.id == device_id).values(values))
 
 
 def touch_last_seen_txn(conn: Connection, device_id: int, at: datetime) -> None:

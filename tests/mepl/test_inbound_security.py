@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy import text
 from twisted.trial.unittest import SynchronousTestCase
 
+from blobstore.devices import set_device_key_txn
 from blobstore.dispatch import record_submitted_txn
 from signing.alerts import make_alert
-from tests.mepl.helpers import World
+from tests.mepl.helpers import World, new_device_key
 
 IMEI_A = "490154203237518"
 IMEI_B = "356938035643809"
@@ -106,3 +107,26 @@ class InboundSecurityTests(SynchronousTestCase):
                          .tobytes()[-6:], b"\x00hello")
         self.assertTrue(str(self.w.scalar("SELECT error FROM messages")).startswith(
             "rejected:"))
+
+
+class ReEnrolmentTests(SynchronousTestCase):
+    def test_a_new_device_key_starts_a_new_alert_counter_space(self) -> None:
+        w = World.create()
+        self.addCleanup(w.engine.dispose)
+        device_id, handset = w.enrol(IMEI_A, "+447700900101")
+        for _ in range(3):
+            w.deliver(w.mo("+447700900101", handset.alert(make_alert("invalid_sim"),
+                                                          w.clock.seconds())))
+        # The handset is reset and re-enrolled with a fresh key: its counter restarts at 1.
+        fresh = new_device_key()
+        w.run(set_device_key_txn, device_id, fresh.key_id, fresh.public.raw)
+        handset.device_key, handset.alert_counter = fresh, 0
+        w.deliver(w.mo("+447700900101", handset.alert(make_alert("invalid_sim"),
+                                                      w.clock.seconds())))
+        self.assertEqual(w.inbound.counts["alert_invalid_sim"], 4)
+        # Storing the same key again keeps the window: a replay is still refused.
+        w.run(set_device_key_txn, device_id, fresh.key_id, fresh.public.raw)
+        handset.alert_counter = 0
+        w.deliver(w.mo("+447700900101", handset.alert(make_alert("invalid_sim"),
+                                                      w.clock.seconds())))
+        self.assertEqual(w.inbound.counts["rejected_replayed"], 1)
