@@ -225,9 +225,11 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--messages", type=int, default=20_000, help="batched inserts")
     parser.add_argument("--single", type=int, default=2_000, help="one-by-one inserts")
+    parser.add_argument("--batch-rows", type=int, default=DatabaseConfig.batch_max_rows,
+                        help="database.batch_max_rows (default: the product default)")
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="xdg-"))
-    config = DatabaseConfig(pool_size=4)
+    config = DatabaseConfig(pool_size=4, batch_max_rows=args.batch_rows)
     imports, costs, batched, singles, stalls = [], [], [], [], []
     batch_costs: list[float] = []
     cores = os.cpu_count() or 1
