@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, cast, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from blobstore.commands import transition_command_txn
 from blobstore.schema import commands, devices, messages
@@ -136,3 +137,43 @@ def link_message_txn(conn: Connection, message_id: int, *, device_id: int | None
         values["error"] = error
     if values:
         conn.execute(update(messages).where(messages.c.id == message_id).values(values))
+
+
+@dataclass(frozen=True)
+class UnprocessedCallback:
+    """A stored gateway callback (``mo`` or ``dlr``) whose processing never finished."""
+
+    message_id: int
+    gateway: str
+    kind: str
+    payload: bytes
+    received_at: datetime
+
+
+def mark_processed_txn(conn: Connection, message_id: int, into: int | None = None) -> None:
+    """Record that the stored callback ``message_id`` was processed (into row ``into``)."""
+    patch = cast({"processed": into if into is not None else True}, JSONB)
+    conn.execute(update(messages).where(messages.c.id == message_id).values(
+        meta=func.coalesce(messages.c.meta, cast({}, JSONB)).op("||")(patch)))
+
+
+def unprocessed_callbacks_txn(conn: Connection, *, before: datetime,
+                              limit: int = 500) -> list[UnprocessedCallback]:
+    """Gateway callbacks stored before ``before`` and never processed, oldest first.
+
+    A callback is acknowledged once stored; these are the ones whose process
+    stopped before it finished with them.  Rows are locked (SKIP LOCKED), so
+    two processes never recover the same one at once.
+    """
+    rows = conn.execute(
+        select(messages.c.id, messages.c.link, messages.c.kind, messages.c.payload,
+               messages.c.created_at)
+        .where(messages.c.channel == "http", messages.c.direction == "in",
+               messages.c.kind.in_(["mo", "dlr"]), messages.c.error.is_(None),
+               messages.c.meta["processed"].astext.is_(None),
+               messages.c.created_at < before)
+        .order_by(messages.c.created_at, messages.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [UnprocessedCallback(int(r.id), str(r.link), str(r.kind), bytes(r.payload),
+                                r.created_at) for r in rows]

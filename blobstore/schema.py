@@ -200,6 +200,12 @@ class Command(Base):
     )
 
 
+UNPROCESSED_CALLBACKS = (
+    "channel = 'http' AND direction = 'in' AND kind IN ('mo', 'dlr') AND error IS NULL "
+    "AND (meta ->> 'processed') IS NULL"
+)
+
+
 class Message(Base):
     """Every SMS, PDU or callback sent or received, raw bytes kept as a BLOB."""
 
@@ -238,6 +244,10 @@ class Message(Base):
         Index(
             "ix_messages_inbound_parts", "peer", "part_total", "created_at",
             postgresql_where=text("kind = 'mo' AND direction = 'in' AND part_total > 1"),
+        ),
+        Index(
+            "ix_messages_unprocessed_callbacks", "created_at",
+            postgresql_where=text(UNPROCESSED_CALLBACKS),
         ),
         Index(
             "uq_messages_direction_link_external_id", "direction", "link", "external_id",

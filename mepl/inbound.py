@@ -19,10 +19,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
-from blobstore.dispatch import record_receipt_txn
+from blobstore.dispatch import ReceiptOutcome, record_receipt_txn
 from blobstore.messages import NewMessage, insert_message_txn
 from blobstore.parts import Collected, collect_parts_txn
 from blobstore.pool import Clock, InteractionRunner
@@ -30,6 +31,7 @@ from blobstore.replies import (
     accept_device_counter_txn,
     device_keys_txn,
     link_message_txn,
+    mark_processed_txn,
     record_reply_txn,
     reply_context_txn,
 )
@@ -65,8 +67,13 @@ class InboundProcessor:
         return datetime.fromtimestamp(self._clock.seconds(), UTC)
 
     # ---------------------------------------------------------------- receipts
-    def on_receipt(self, receipt: DeliveryReceipt) -> Deferred[None]:
-        """Record a delivery receipt and roll it up into its command's state."""
+    def on_receipt(self, receipt: DeliveryReceipt,
+                   source_row: int | None = None) -> Deferred[None]:
+        """Record a delivery receipt and roll it up into its command's state.
+
+        ``source_row`` is the stored gateway callback it came from (marked
+        processed in the same transaction).
+        """
         row = None
         if receipt.channel is Channel.SMPP:  # HTTP callbacks are stored before this call
             row = NewMessage(direction="in", channel="smpp", kind="dlr",
@@ -77,7 +84,7 @@ class InboundProcessor:
                                    "error": receipt.error_code})
         now = self._now()
         d: Deferred[Any] = self._runner.run_interaction(
-            "record_receipt", record_receipt_txn, link=receipt.link,
+            "record_receipt", _receipt_txn, source_row, link=receipt.link,
             message_id=receipt.message_id, status=receipt.status.value,
             final=receipt.status.is_final,
             delivered=receipt.status is DeliveryStatus.DELIVERED, now=now, row=row,
@@ -93,15 +100,19 @@ class InboundProcessor:
 
     # ---------------------------------------------------------------- MO parts
     @inlineCallbacks
-    def on_inbound(self, message: InboundMessage) -> Any:
-        """Store one inbound part, then process the whole message once every part is stored."""
+    def on_inbound(self, message: InboundMessage, source_row: int | None = None) -> Any:
+        """Store one inbound part, then process the whole message once every part is stored.
+
+        ``source_row`` is the stored gateway callback the part came from: it is
+        marked processed in the transaction that stores the part.
+        """
         user_data = (encode_udh(message.udh) if message.udh else b"") + message.payload
         concat = message.udh.concat if message.udh else None
         meta: dict[str, Any] = {"receiver": message.receiver, "data_coding": message.data_coding}
         if concat is not None:
             meta.update(concat_ref=concat.reference, concat_bits=concat.ref_bits)
         row_id: int = yield self._runner.run_interaction(
-            "store_mo", insert_message_txn, NewMessage(
+            "store_mo", _part_txn, source_row, NewMessage(
                 direction="in", channel=message.channel.value,  # type: ignore[arg-type]
                 kind="mo", payload=user_data, link=message.link, peer=message.sender,
                 smsc_message_id=message.smsc_message_id,
@@ -194,6 +205,20 @@ class InboundProcessor:
         self._on_event("alert", {"device_id": device.device_id, "alert": opened.alert.name,
                                  "lock_command_id": reaction.lock_command_id})
         return None
+
+
+def _part_txn(conn: Connection, source_row: int | None, message: NewMessage) -> int:
+    row_id = insert_message_txn(conn, message)
+    if source_row is not None:
+        mark_processed_txn(conn, source_row, row_id)
+    return row_id
+
+
+def _receipt_txn(conn: Connection, source_row: int | None, /, **kwargs: Any) -> ReceiptOutcome:
+    outcome = record_receipt_txn(conn, **kwargs)
+    if source_row is not None:
+        mark_processed_txn(conn, source_row)
+    return outcome
 
 
 def _frame_of(payload: bytes, message: InboundMessage) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
-from twisted.application.internet import TCPServer
+from twisted.application.internet import TCPServer, TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.logger import Logger
@@ -29,6 +29,7 @@ from mepl.http_store import blobstore_callback_store
 from mepl.inbound import InboundProcessor
 from mepl.metrics import LoopCollector, MetricsResource
 from mepl.outbound import Dispatcher
+from mepl.recovery import CallbackRecovery
 from mepl.settings import Settings
 from mepl.signer import ServerSigner
 from sms_gateway.channel import OutboundChannel
@@ -102,8 +103,17 @@ class MeplService(MultiService):
         store = blobstore_callback_store(self.pool)
         self.http_handler = CallbackHandler(
             http, store, clock=self.reactor, metrics=HttpMetrics(self.registry),
-            on_inbound=lambda message, _stored: self.inbound.on_inbound(message),
-            on_receipt=lambda receipt, _stored: self.inbound.on_receipt(receipt))
+            on_inbound=lambda message, stored: self.inbound.on_inbound(
+                message, stored.message_id),
+            on_receipt=lambda receipt, stored: self.inbound.on_receipt(
+                receipt, stored.message_id))
+        self.recovery = CallbackRecovery(
+            runner=self.pool, clock=self.reactor, inbound=self.inbound,
+            reparse=self.http_handler.reparse,
+            grace_s=self.settings.dispatch.callback_grace_s)
+        sweeper = TimerService(self.settings.dispatch.housekeeping_interval_s, self._recover)
+        sweeper.clock = self.reactor
+        sweeper.setServiceParent(self)  # type: ignore[no-untyped-call]
         cap = max(gw.max_body_bytes for gw in http.gateways.values())
         site = build_site(self.http_handler, max_body_bytes=cap, reactor=self.reactor)
         self.http_service = CallbackListener(self.reactor, site, host=http.host,
@@ -112,6 +122,10 @@ class MeplService(MultiService):
         for name, gw in http.gateways.items():
             if gw.can_send and gw.format in ("kannel", "jasmin"):
                 channels[name] = HttpSendChannel(gw, reactor=self.reactor)
+
+    def _recover(self) -> Deferred[Any]:
+        d: Deferred[Any] = self.recovery.sweep()
+        return d.addErrback(lambda f: log.failure("callback recovery failed", f))
 
     def _store_pdu(self, record: PduRecord) -> None:
         meta: Mapping[str, Any] = {"command": record.command, "sequence": record.sequence,

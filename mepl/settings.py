@@ -38,7 +38,9 @@ class DispatchConfig:
     ``housekeeping_interval_s`` expired commands are closed, claims older than
     ``stale_claim_s`` that were never sent are put back (their process died),
     and commands without a reply ``resend_after_s`` after they were sent are
-    resent with the same bytes, up to ``max_attempts`` attempts.
+    resent with the same bytes, up to ``max_attempts`` attempts.  Gateway
+    callbacks stored but left unprocessed for ``callback_grace_s`` (their
+    process stopped) are processed from their stored bytes.
     """
 
     server_number: str = "+447700900000"
@@ -47,6 +49,7 @@ class DispatchConfig:
     retry_delay_s: float = 30.0
     reassembly_timeout_s: float = 3600.0
     housekeeping_interval_s: float = 30.0
+    callback_grace_s: float = 60.0
     stale_claim_s: float = 300.0
     resend_after_s: float = 900.0
     max_attempts: int = 5
@@ -55,7 +58,7 @@ class DispatchConfig:
         if self.poll_interval_s <= 0 or self.claim_batch < 1:
             raise ValueError("poll_interval_s must be > 0 and claim_batch >= 1")
         if min(self.retry_delay_s, self.reassembly_timeout_s, self.housekeeping_interval_s,
-               self.stale_claim_s, self.resend_after_s) <= 0:
+               self.stale_claim_s, self.resend_after_s, self.callback_grace_s) <= 0:
             raise ValueError("every interval and timeout must be > 0")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")

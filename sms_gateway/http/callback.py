@@ -147,3 +147,26 @@ class CallbackStore(Protocol):
 
     def store(self, raw: RawCallback) -> Deferred[StoredCallback]:
         """Store ``raw``; fails (any exception) when the store is unavailable."""
+
+
+def request_from_wire(wire: bytes, remote: str = "") -> CallbackRequest:
+    """Rebuild the request a stored callback was parsed from (inverse of
+    :meth:`RawCallback.wire_bytes`), so it can be parsed again after a restart.
+
+    Raises :class:`MalformedCallbackError` when ``wire`` is not in that form.
+    """
+    head, sep, body = wire.partition(b"\r\n\r\n")
+    if not sep:
+        raise MalformedCallbackError("stored callback has no header/body separator")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise MalformedCallbackError("stored callback has no request line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(": ")
+        if not colon:
+            raise MalformedCallbackError("stored callback has a malformed header line")
+        headers[name.lower()] = value
+    return CallbackRequest(method=parts[0], target=parts[1],
+                           headers=MappingProxyType(headers), body=body, remote=remote)

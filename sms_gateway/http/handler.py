@@ -46,6 +46,7 @@ from sms_gateway.http.callback import (
     ParsedCallback,
     RawCallback,
     StoredCallback,
+    request_from_wire,
 )
 from sms_gateway.http.config import HttpConfig, HttpGatewayConfig
 from sms_gateway.http.metrics import HttpMetrics
@@ -153,6 +154,18 @@ class CallbackHandler:
         d: Deferred[StoredCallback] = maybeDeferred(self._store.store, raw)
         return d.addCallbacks(self._stored, self._store_failed,
                               callbackArgs=(gw, ep, parsed), errbackArgs=(gw, ep))
+
+    def reparse(self, gateway: str, kind: str, wire: bytes,
+                received_at: datetime) -> InboundMessage | DeliveryReceipt:
+        """Parse a stored callback again (``kind`` ``mo`` or ``dlr``), for recovery after a
+        restart; raises :class:`MalformedCallbackError` (or KeyError for a gateway no
+        longer configured)."""
+        gw = self._gateways[gateway]
+        ep: Endpoint = "inbound" if kind == "mo" else "receipt"
+        request = request_from_wire(wire)
+        parsed = PARSERS[(gw.format, ep)](request, link=gw.name, region=gw.default_region,
+                                          now=received_at)
+        return parsed.event
 
     def _stored(self, stored: StoredCallback, gw: HttpGatewayConfig, ep: str,
                 parsed: ParsedCallback) -> Reply:
