@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from blobstore.dispatch import ClaimedCommand
@@ -37,7 +39,14 @@ class ServerSigner:
 
     def seal(self, claimed: ClaimedCommand) -> bytes:
         """Seal a claimed command (raises ValueError if its arguments do not encode)."""
-        command = Command.from_json({"opcode": claimed.opcode, "args": dict(claimed.arguments)})
-        return seal_command(command, key=self.key, server_id=self.server_id,
+        args = json.dumps(dict(claimed.arguments), sort_keys=True, separators=(",", ":"))
+        return seal_command(_command(claimed.opcode, args), key=self.key, server_id=self.server_id,
                             imei=claimed.imei, counter=claimed.counter,
                             not_after=claimed.not_after)
+
+
+@lru_cache(maxsize=4096)
+def _command(opcode: str, args_json: str) -> Command:
+    """The checked command for ``opcode`` and its JSON arguments, built once: a fan-out
+    to a whole group seals the same command for every device."""
+    return Command.from_json({"opcode": opcode, "args": json.loads(args_json)})
