@@ -1,4 +1,4 @@
-"""``mepl devices add|show|list|update|import``: the device registry from the command line.
+"""``mepl devices add|show|list|update|import|enrol``: the device registry from the command line.
 
 Bad input (a wrong IMEI check digit, an unparseable number, a duplicate
 IMEI) exits with status 1 and a message that says what is wrong and where;
@@ -24,6 +24,7 @@ from blobstore.devices import (
     get_device_txn,
     identity_history_txn,
     list_devices_txn,
+    set_device_key_txn,
     set_device_state_txn,
     update_identity_txn,
 )
@@ -34,6 +35,7 @@ from blobstore.importer import ImportFormatError, import_csv
 from blobstore.schema import DEVICE_STATES
 from mepl.cli.common import GeneralConfig, add_config_options, fail
 from mepl.cli.db import cli_actor, run_with_database
+from signing.keys import device_key_id
 
 
 def _bad(message: str) -> int:
@@ -170,6 +172,34 @@ def _update(args: argparse.Namespace) -> int:
     return run_with_database(args, body)
 
 
+def _enrol(args: argparse.Namespace) -> int:
+    try:
+        raw = bytes.fromhex(args.public_key)
+    except ValueError:
+        return _bad("--public-key: not hexadecimal")
+    if len(raw) != 32:
+        return _bad(f"--public-key: an Ed25519 public key has 32 octets, got {len(raw)}")
+    key_id = device_key_id(raw)
+
+    def body(database: Database, general: GeneralConfig) -> int:
+        try:
+            with database.engine.begin() as conn:
+                record = find_device_txn(conn, args.identifier, general.default_region)
+                set_device_key_txn(conn, record.id, key_id, raw)
+                if record.state == "unprovisioned":
+                    set_device_state_txn(conn, record.id, "provisioned")
+                _audit(conn, "device.enrol", record.imei,
+                       {"key_id": key_id, "public_key": raw.hex()})
+                record = get_device_txn(conn, record.id)
+        except (IdentityError, StoreError, ValueError) as exc:
+            return _bad(str(exc))
+        print(f"enrolled device {record.imei}: device key {key_id}")
+        _print_device(record)
+        return 0
+
+    return run_with_database(args, body)
+
+
 def _audit(conn: Connection, action: str, target: str, details: dict[str, Any]) -> None:
     append_audit_txn(conn, actor=cli_actor(), role="cli", action=action, target=target,
                      details=details)
@@ -239,5 +269,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="rows per transaction (default 10000)")
     imp.set_defaults(func=_import)
 
-    for sub in (add, show, lst, upd, imp):
+    enrol = actions.add_parser(
+        "enrol", help="register the device's public key (from `mepl handset init`)",
+        description="Register the device's Ed25519 public key, so its signed replies and "
+                    "alerts verify; an unprovisioned device becomes provisioned.  A new key "
+                    "starts a new reply/alert counter space.")
+    enrol.add_argument("identifier", help="IMEI, IMSI or phone number, however written")
+    enrol.add_argument("--public-key", required=True, metavar="HEX",
+                       help="the device's 32-octet Ed25519 public key in hex")
+    enrol.set_defaults(func=_enrol)
+
+    for sub in (add, show, lst, upd, imp, enrol):
         add_config_options(sub)

@@ -94,7 +94,7 @@ class InboundSecurityTests(SynchronousTestCase):
 
     def test_alert_from_an_unregistered_device_is_rejected_without_any_state_change(
             self) -> None:
-        self.handset_b.imei = "353918058450930"  # valid IMEI, not in the registry
+        self.handset_b.imei = "353918058450939"  # valid IMEI, not in the registry
         frame = self.handset_b.alert(make_alert("sim_changed", imsi="234150000000000"),
                                      self.w.clock.seconds())
         self.w.deliver(self.w.mo("+447700900102", frame))

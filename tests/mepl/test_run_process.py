@@ -9,7 +9,6 @@ import signal
 import socket
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from blobstore.commands import NewCommand, insert_command_txn
-from blobstore.devices import add_device_txn, set_device_key_txn
 from mepl.cli.main import main
 from mepl.fleet import SimulatedFleet, make_device
 from signing.keystore import ServerKeyStore
@@ -69,13 +66,16 @@ class RunProcessTests(TestCase):
         device = make_device(ServerKeyStore(state / "keys").bundle("490154203237518"),
                              "+447700900123", "234150000000001")
         fleet.add(device)
-        with engine.begin() as conn:
-            record = add_device_txn(conn, device.imei, msisdn=device.msisdn, state="provisioned")
-            set_device_key_txn(conn, record.id, device.handset.device_key.key_id,
-                               device.public_key)
-            command_id = insert_command_txn(conn, record.id, NewCommand(
-                opcode="lock", requested_by="test",
-                not_after=datetime.now(UTC) + timedelta(hours=1)))
+        # The operator's own steps: register, enrol the handset's key, queue a LOCK.
+        db = ["--database-url", url, "--state-dir", str(state)]
+        self.assertEqual(main(["devices", "add", "--imei", device.imei, "--phone",
+                               "07700 900123", "--region", "GB", *db]), 0)
+        self.assertEqual(main(["devices", "enrol", device.imei, "--public-key",
+                               device.public_key.hex(), *db]), 0)
+        self.assertEqual(main(["commands", "send", "--device", "+447700900123",
+                               "--opcode", "lock", "--arg", "emergency_dialer=false", *db]), 0)
+        with engine.connect() as conn:
+            command_id = conn.execute(text("SELECT id FROM commands")).scalar_one()
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         metrics_port = probe.getsockname()[1]
@@ -117,6 +117,7 @@ password = "pw123456"
         self.assertEqual(state_now, "done", output)
         self.assertEqual(code, 0, output)
         self.assertEqual(device.executed, 1)
+        self.assertEqual(main(["commands", "show", str(command_id), *db]), 0)
         self.assertIn("MEPL stopped", output)
         self.assertIn('mepl_dispatch_total{outcome="sent"} 1.0', metrics)
         self.assertIn('mepl_smpp_link_up{link="carrier"} 1.0', metrics)

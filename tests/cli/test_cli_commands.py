@@ -1,0 +1,82 @@
+"""``mepl commands`` and ``mepl devices enrol`` against the real embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mepl.cli.main import main
+from signing.keys import SigningKey, device_key_id
+from tests.support.pg import migrated_database
+
+IMEIS = ("490154203237518", "356938035643809", "353918058450939")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> list[str]:
+    url = migrated_database("cmd")
+    args = ["--database-url", url, "--state-dir", str(tmp_path), "--region", "GB"]
+    for i, imei in enumerate(IMEIS):
+        assert main(["devices", "add", "--imei", imei, "--phone", f"0770090010{i}",
+                     "--group", "north", *args]) == 0
+    return args
+
+
+def scalar(args: list[str], sql: str) -> object:
+    engine = create_engine(args[1])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_enrol_registers_the_key_and_provisions_the_device(
+        db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    key = SigningKey.generate(1).public.raw
+    assert main(["devices", "enrol", IMEIS[0], "--public-key", key.hex(), *db]) == 0
+    assert f"device key {device_key_id(key)}" in capsys.readouterr().out
+    assert scalar(db, f"SELECT state FROM devices WHERE imei = '{IMEIS[0]}'") == "provisioned"
+    assert scalar(db, "SELECT count(*) FROM audit WHERE action = 'device.enrol'") == 1
+
+
+def test_enrol_refuses_a_key_that_is_not_32_octets(
+        db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["devices", "enrol", IMEIS[0], "--public-key", "abcd", *db]) == 1
+    assert "32 octets" in capsys.readouterr().err
+
+
+def test_send_to_a_group_queues_one_row_per_member_with_security_priority_for_lock(
+        db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["commands", "send", "--group", "north", "--opcode", "lock", *db]) == 0
+    assert "queued lock for 3 device(s)" in capsys.readouterr().out
+    assert scalar(db, "SELECT count(*) FROM commands WHERE priority = 10") == 3
+    assert scalar(db, "SELECT count(*) FROM audit WHERE action = 'command.send'") == 1
+
+
+def test_send_checks_arguments_against_the_catalog_before_queueing(
+        db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["commands", "send", "--device", IMEIS[1], "--opcode", "status_query",
+                 "--arg", "features=battery,teleport", *db]) == 1
+    assert "teleport" in capsys.readouterr().err
+    assert main(["commands", "send", "--device", IMEIS[1], "--opcode", "sleep",
+                 "--arg", "minutes=lots", *db]) == 1
+    assert main(["commands", "send", "--device", IMEIS[1], "--opcode", "fly", *db]) == 1
+    assert scalar(db, "SELECT count(*) FROM commands") == 0
+
+
+def test_list_and_show_report_a_queued_command_as_json(
+        db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["commands", "send", "--device", "07700900101", "--opcode", "status_query",
+                 "--arg", "features=battery,sim", *db]) == 0
+    capsys.readouterr()
+    assert main(["commands", "list", "--device", IMEIS[1], "--json", *db]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["opcode"], listed["state"]) == ("status_query", "queued")
+    assert listed["arguments"] == {"features": ["battery", "sim"]}
+    assert main(["commands", "show", str(listed["id"]), *db]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == listed["id"]
+    assert main(["commands", "show", "999999", *db]) == 1
