@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version",
+                        version=f"mepl {importlib.metadata.version('mepl')}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(mepl.cli.__path__), key=lambda m: m.name):
         if info.name in ("main", "common") or info.name.startswith("_"):
@@ -50,7 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    status: int = func(args)
+    try:
+        status: int = func(args)
+    except BrokenPipeError:  # `mepl devices list | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("mepl: interrupted", file=sys.stderr)
+        return 130
     return status
 
 
