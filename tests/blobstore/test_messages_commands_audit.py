@@ -148,7 +148,7 @@ def test_counters_are_never_handed_out_twice_under_concurrency(engine: Engine) -
 
 def test_claims_go_by_priority_then_age_and_skip_locked_rows(engine: Engine) -> None:
     [device] = _devices(engine, 1)
-    later = NOW + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)  # claims skip commands past not-after
     with engine.begin() as conn:
         bulk = insert_command_txn(conn, device, NewCommand("notify", "ops", later,
                                                            priority=PRIORITY_BULK))
