@@ -64,7 +64,8 @@ class Dispatcher:
 
     def __init__(self, *, runner: InteractionRunner, clock: Clock, submitter: Submitter,
                  seal: Sealer, key_id: Callable[[], int], config: DispatchConfig,
-                 worker: str, channel_of: Callable[[str], str] | None = None) -> None:
+                 worker: str, channel_of: Callable[[str], str] | None = None,
+                 ready: Callable[[], bool] | None = None) -> None:
         self._runner = runner
         self._clock = clock
         self._submitter = submitter
@@ -73,6 +74,7 @@ class Dispatcher:
         self._config = config
         self._worker = worker
         self._channel_of = channel_of or (lambda link: "smpp")
+        self._ready = ready or (lambda: True)
         self._timer: DelayedCall | None = None
         self._running: Deferred[None] | None = None
         self._stopping = False
@@ -122,10 +124,12 @@ class Dispatcher:
 
     @inlineCallbacks
     def run_once(self) -> Any:
-        """One round: housekeeping when due, claim and seal, submit each, record each
-        outcome; returns how many commands were claimed."""
+        """One round: housekeeping when due, then (when a link is up) claim and seal,
+        submit each, record each outcome; returns how many commands were claimed."""
         if self._clock.seconds() >= self._next_housekeeping:
             yield self.housekeeping()
+        if not self._ready():  # no link up: leave the queue to processes that can send
+            return 0
         ready: list[ReadyCommand] = yield self._runner.run_interaction(
             "claim_and_seal", claim_and_seal_txn, worker=self._worker, now=self._now(),
             limit=self._config.claim_batch, key_id=self._key_id(), seal=self._seal)

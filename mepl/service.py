@@ -96,7 +96,8 @@ class MeplService(MultiService):
             runner=self.pool, clock=reactor, submitter=self.router, seal=signer.seal,
             key_id=lambda: signer.key_id, config=settings.dispatch,
             worker=worker or f"{socket.gethostname()}:{os.getpid()}",
-            channel_of=lambda link: "smpp" if link in self.binds else "http")
+            channel_of=lambda link: "smpp" if link in self.binds else "http",
+            ready=lambda: any(c.is_up for c in channels.values()))
 
     def _add_http(self, channels: dict[str, OutboundChannel]) -> None:
         http = self.settings.http

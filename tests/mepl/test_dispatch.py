@@ -170,3 +170,22 @@ class HousekeepingTests(SynchronousTestCase):
         self.w.clock.advance(3600)
         self.successResultOf(dispatcher.housekeeping())
         self.assertEqual(self.state(command_id), "expired")
+
+
+class ReadinessTests(SynchronousTestCase):
+    def test_no_command_is_claimed_while_no_link_is_up(self) -> None:
+        w = World.create()
+        self.addCleanup(w.engine.dispose)
+        device_id, _ = w.enrol(IMEI, "+447700900101")
+        command_id = w.queue(device_id)
+        up = [False]
+        submitter = ScriptedSubmitter(SubmitResult("l1", ("m1",)))
+        dispatcher = Dispatcher(runner=w.pool, clock=w.clock, submitter=submitter,
+                                seal=w.signer.seal, key_id=lambda: 1, config=DispatchConfig(),
+                                worker="t", ready=lambda: up[0])
+        self.assertEqual(self.successResultOf(dispatcher.run_once()), 0)
+        self.assertEqual(w.scalar("SELECT state FROM commands WHERE id = :i", i=command_id),
+                         "queued")
+        up[0] = True
+        self.assertEqual(self.successResultOf(dispatcher.run_once()), 1)
+        self.assertEqual(len(submitter.sent), 1)
