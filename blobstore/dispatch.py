@@ -23,7 +23,7 @@ from blobstore.commands import (
     transition_command_txn,
 )
 from blobstore.counters import allocate_counter_txn
-from blobstore.messages import NewMessage, insert_message_txn
+from blobstore.messages import NewMessage, insert_message_txn, merge_meta
 from blobstore.schema import commands, devices, messages
 
 
@@ -158,7 +158,8 @@ def record_receipt_txn(conn: Connection, *, link: str, message_id: str, status: 
             device_id=part.device_id if part else None))
     if part is None or part.command_id is None:
         return ReceiptOutcome(None, 0, 0, None)
-    conn.execute(update(messages).where(messages.c.id == part.id).values(meta={"status": status}))
+    conn.execute(update(messages).where(messages.c.id == part.id)
+                 .values(meta=merge_meta(status=status)))
     statuses = [r[0] for r in conn.execute(
         select(messages.c.meta["status"].astext)
         .where(and_(messages.c.command_id == part.command_id, messages.c.kind == "mt",

@@ -17,7 +17,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from blobstore.copy import NULL, bytea_cell, copy_from_text, text_cell
@@ -253,3 +254,9 @@ def device_messages_txn(conn: Connection, device_id: int, *,
         .order_by(messages.c.created_at.desc(), messages.c.id.desc()).limit(limit)
     ).all()
     return [_stored(r) for r in rows]
+
+
+def merge_meta(**values: Any) -> Any:
+    """A SET value that merges ``values`` into a row's ``meta`` (JSONB ``||``), keeping
+    the keys already there."""
+    return func.coalesce(messages.c.meta, cast({}, JSONB)).op("||")(cast(values, JSONB))

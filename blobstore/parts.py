@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, cast, func, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, and_, select, update
 
+from blobstore.messages import merge_meta
 from blobstore.schema import messages
 
 
@@ -37,10 +37,6 @@ class Collected:
 
     parts: tuple[StoredPart, ...] | None
     conflicting: tuple[int, ...] = ()
-
-
-def _patch(**values: Any) -> Any:
-    return func.coalesce(messages.c.meta, cast({}, JSONB)).op("||")(cast(values, JSONB))
 
 
 def collect_parts_txn(conn: Connection, *, peer: str, reference: int, ref_bits: int,
@@ -77,7 +73,7 @@ def collect_parts_txn(conn: Connection, *, peer: str, reference: int, ref_bits: 
         return Collected(None, tuple(conflicting))
     ids = [int(r.id) for r in rows if int(r.id) not in conflicting]
     conn.execute(update(messages).where(messages.c.id.in_(ids))
-                 .values(meta=_patch(assembled=int(first[1].id))))
+                 .values(meta=merge_meta(assembled=int(first[1].id))))
     parts = tuple(StoredPart(int(first[seq].id), seq, bytes(first[seq].payload))
                   for seq in range(1, total + 1))
     return Collected(parts, tuple(conflicting))

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, cast, func, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, select, update
 
 from blobstore.commands import transition_command_txn
+from blobstore.devices import DeviceRecord, device_by_imei_txn, touch_last_seen_txn
+from blobstore.messages import merge_meta
 from blobstore.schema import commands, devices, messages
 
 WINDOW_BITS = 64
@@ -26,52 +27,25 @@ _MASK = (1 << WINDOW_BITS) - 1
 
 
 @dataclass(frozen=True)
-class DeviceKeys:
-    """A device's id, registered key and current identity."""
-
-    device_id: int
-    imei: str
-    key_id: int | None
-    public_key: bytes | None
-    imsi: str | None
-    msisdn: str | None
-    state: str
-
-
-@dataclass(frozen=True)
 class ReplyContext:
     """What verifying a reply needs: the device's key and the exact command frame."""
 
-    device: DeviceKeys
+    device: DeviceRecord
     command_id: int
     command_state: str
     frame: bytes
     opcode: str
 
 
-def device_keys_txn(conn: Connection, imei: str) -> DeviceKeys | None:
-    """The device with ``imei`` and its registered key, or None."""
-    row = conn.execute(
-        select(devices.c.id, devices.c.imei, devices.c.key_id, devices.c.public_key,
-               devices.c.imsi, devices.c.msisdn, devices.c.state)
-        .where(devices.c.imei == imei)
-    ).first()
-    if row is None:
-        return None
-    return DeviceKeys(int(row.id), row.imei, row.key_id,
-                      bytes(row.public_key) if row.public_key is not None else None,
-                      row.imsi, row.msisdn, row.state)
-
-
 def reply_context_txn(conn: Connection, imei: str, key_id: int,
                       counter: int) -> ReplyContext | None:
     """The command a reply claims to answer (server key ``key_id``, ``counter``)."""
-    device = device_keys_txn(conn, imei)
+    device = device_by_imei_txn(conn, imei)
     if device is None:
         return None
     row = conn.execute(
         select(commands.c.id, commands.c.state, commands.c.frame, commands.c.opcode)
-        .where(commands.c.device_id == device.device_id, commands.c.key_id == key_id,
+        .where(commands.c.device_id == device.id, commands.c.key_id == key_id,
                commands.c.counter == counter)
     ).first()
     if row is None or row.frame is None:
@@ -87,9 +61,8 @@ def record_reply_txn(conn: Connection, context: ReplyContext, *, result: Mapping
     """
     if message_id is not None:
         conn.execute(update(messages).where(messages.c.id == message_id).values(
-            device_id=context.device.device_id, command_id=context.command_id))
-    conn.execute(update(devices).where(devices.c.id == context.device.device_id)
-                 .values(last_seen_at=now, updated_at=now))
+            device_id=context.device.id, command_id=context.command_id))
+    touch_last_seen_txn(conn, context.device.id, now)
     if not transition_command_txn(conn, context.command_id, "replied", now=now,
                                   result=dict(result)):
         return False
@@ -152,9 +125,8 @@ class UnprocessedCallback:
 
 def mark_processed_txn(conn: Connection, message_id: int, into: int | None = None) -> None:
     """Record that the stored callback ``message_id`` was processed (into row ``into``)."""
-    patch = cast({"processed": into if into is not None else True}, JSONB)
     conn.execute(update(messages).where(messages.c.id == message_id).values(
-        meta=func.coalesce(messages.c.meta, cast({}, JSONB)).op("||")(patch)))
+        meta=merge_meta(processed=into if into is not None else True)))
 
 
 def unprocessed_callbacks_txn(conn: Connection, *, before: datetime,

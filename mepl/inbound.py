@@ -23,13 +23,13 @@ from sqlalchemy import Connection
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
+from blobstore.devices import device_by_imei_txn
 from blobstore.dispatch import ReceiptOutcome, record_receipt_txn
 from blobstore.messages import NewMessage, insert_message_txn
 from blobstore.parts import Collected, collect_parts_txn
 from blobstore.pool import Clock, InteractionRunner
 from blobstore.replies import (
     accept_device_counter_txn,
-    device_keys_txn,
     link_message_txn,
     mark_processed_txn,
     record_reply_txn,
@@ -184,25 +184,26 @@ class InboundProcessor:
     @inlineCallbacks
     def _alert(self, frame: bytes, row_id: int, sender: str) -> Any:
         header = peek_alert(frame)
-        device = yield self._runner.run_interaction("device_keys", device_keys_txn, header.imei)
+        device = yield self._runner.run_interaction("device_by_imei", device_by_imei_txn,
+                                                    header.imei)
         if device is None or device.public_key is None:
             raise FrameRejected(Reason.WRONG_DEVICE)
         key = VerifyKey.from_raw(int(device.key_id or 0), device.public_key)
         opened = open_alert(frame, device_key=key, server_id=self._server_id, imei=header.imei)
         fresh = yield self._runner.run_interaction(
-            "accept_alert_counter", accept_device_counter_txn, device.device_id,
+            "accept_alert_counter", accept_device_counter_txn, device.id,
             opened.header.counter)
         if not fresh:
             raise FrameRejected(Reason.REPLAYED)
         reaction = yield self._runner.run_interaction(
-            "react_to_alert", react_to_alert_txn, device_id=device.device_id,
+            "react_to_alert", react_to_alert_txn, device_id=device.id,
             alert=opened.alert, sender=sender, message_id=row_id, now=self._now(),
             ttl=self._policy_ttl)
         self.counts[f"alert_{opened.alert.name}"] += 1
         log.info("alert {alert} from device {device_id}: lock command {lock}",
-                 alert=opened.alert.name, device_id=device.device_id,
+                 alert=opened.alert.name, device_id=device.id,
                  lock=reaction.lock_command_id)
-        self._on_event("alert", {"device_id": device.device_id, "alert": opened.alert.name,
+        self._on_event("alert", {"device_id": device.id, "alert": opened.alert.name,
                                  "lock_command_id": reaction.lock_command_id})
         return None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -97,9 +97,7 @@ class Dispatcher:
         self._timer = None
         running = self._running
         if running is None:
-            done: Deferred[None] = Deferred()
-            done.callback(None)
-            return done
+            return succeed(None)
         waiter: Deferred[None] = Deferred()
         running.addBoth(lambda _: waiter.callback(None))
         return waiter

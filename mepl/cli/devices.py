@@ -59,8 +59,7 @@ def _add(args: argparse.Namespace) -> int:
                 for group in args.group:
                     ensure_group_txn(conn, group)
                     add_members_txn(conn, group, [record.id])
-                append_audit_txn(conn, actor=cli_actor(), role="cli", action="device.add",
-                                 target=imei, details={"groups": list(args.group)})
+                _audit(conn, "device.add", imei, {"groups": list(args.group)})
                 record = get_device_txn(conn, record.id)
         except (StoreError, ValueError) as exc:
             return _bad(str(exc))

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from blobstore.commands import NewCommand, insert_command_txn
 from blobstore.devices import add_device_txn, set_device_key_txn
@@ -63,7 +64,7 @@ class World:
     def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         results: list[Any] = []
         self.pool.run_interaction("test", fn, *args, **kwargs).addBoth(results.append)
-        if isinstance(results[0], Exception) or hasattr(results[0], "raiseException"):
+        if isinstance(results[0], Failure):
             results[0].raiseException()
         return results[0]
 
@@ -102,6 +103,6 @@ class World:
     def deliver(self, message: InboundMessage) -> None:
         results: list[Any] = []
         self.inbound.on_inbound(message).addBoth(results.append)
-        if results and hasattr(results[0], "raiseException"):
+        if results and isinstance(results[0], Failure):
             results[0].raiseException()
         assert results, "processing did not finish synchronously"
