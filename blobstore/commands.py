@@ -1,10 +1,10 @@
-"""The command queue of record: one row per command per device, and its lifecycle.
+"""The command queue of record: one row per command per device.
 
-A command exists once its row is committed (state ``queued``).  Dispatchers
-in any number of MEPL processes claim work with ``FOR UPDATE SKIP LOCKED``
-(security commands first: lower ``priority`` is sooner), so no two claim the
-same row.  Every state change goes through :func:`transition_command_txn`,
-which only moves a row along :data:`TRANSITIONS` and says whether it did.
+A command exists once its row is committed (state ``queued``, with its
+``create`` event).  Dispatchers in any number of MEPL processes claim work
+with ``FOR UPDATE SKIP LOCKED`` (security commands first: lower
+``priority`` is sooner), so no two claim the same row.  Every later state
+change goes through :mod:`blobstore.lifecycle`.
 """
 
 from __future__ import annotations
@@ -14,28 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, literal, select, text, update
+from sqlalchemy import Connection, Text, insert, literal, select, text
 
-from blobstore.errors import InvalidTransitionError
-from blobstore.schema import COMMAND_STATES, commands, group_members, groups
+from blobstore.lifecycle import Transition, record_events_txn
+from blobstore.schema import command_events, commands, group_members, groups
 
 PRIORITY_SECURITY = 10
 PRIORITY_NORMAL = 100
 PRIORITY_BULK = 500
-
-TERMINAL_STATES = frozenset({"done", "failed", "expired", "cancelled"})
-# state -> states it may move to
-TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "queued": frozenset({"sending", "cancelled", "expired", "failed"}),
-    "sending": frozenset({"sent", "queued", "failed", "expired", "cancelled"}),
-    "sent": frozenset({"delivered", "replied", "failed", "expired", "queued"}),
-    "delivered": frozenset({"replied", "failed", "expired", "queued"}),
-    "replied": frozenset({"done", "failed"}),
-    "done": frozenset(),
-    "failed": frozenset(),
-    "expired": frozenset(),
-    "cancelled": frozenset(),
-}
 
 
 @dataclass(frozen=True)
@@ -47,6 +33,7 @@ class NewCommand:
     not_after: datetime
     arguments: Mapping[str, Any] | None = None
     priority: int = PRIORITY_NORMAL
+    created_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.priority <= 1000:
@@ -81,11 +68,15 @@ class CommandRecord:
     frame: bytes | None
 
 
-def _record(row: Any) -> CommandRecord:
-    values = dict(row._mapping)
+def command_record(row: Any) -> CommandRecord:
+    """A :class:`CommandRecord` from a row with the ``commands`` columns (others ignored)."""
+    values = {k: v for k, v in row._mapping.items() if k in _FIELDS}
     if values["frame"] is not None:
         values["frame"] = bytes(values["frame"])
     return CommandRecord(**values)
+
+
+_FIELDS = frozenset(CommandRecord.__dataclass_fields__)
 
 
 def _values(command: NewCommand) -> dict[str, Any]:
@@ -95,14 +86,25 @@ def _values(command: NewCommand) -> dict[str, Any]:
         "priority": command.priority,
         "requested_by": command.requested_by,
         "not_after": command.not_after,
-    }
+    } | ({} if command.created_at is None else {"created_at": command.created_at})
 
 
-def insert_command_txn(conn: Connection, device_id: int, command: NewCommand) -> int:
-    """Queue ``command`` for one device; return the command id."""
-    return int(conn.execute(
-        insert(commands).values(device_id=device_id, **_values(command)).returning(commands.c.id)
-    ).scalar_one())
+def _created(conn: Connection, rows: Any, command: NewCommand,
+             details: Mapping[str, Any] | None) -> list[int]:
+    created = [Transition(int(r.id), int(r.device_id), "", "queued") for r in rows]
+    record_events_txn(conn, created, event="create", actor=command.requested_by,
+                      now=command.created_at, details=details)
+    return [t.command_id for t in created]
+
+
+def insert_command_txn(conn: Connection, device_id: int, command: NewCommand, *,
+                       details: Mapping[str, Any] | None = None) -> int:
+    """Queue ``command`` for one device (with its ``create`` event); return the command id."""
+    rows = conn.execute(
+        insert(commands).values(device_id=device_id, **_values(command))
+        .returning(commands.c.id, commands.c.device_id)
+    ).all()
+    return _created(conn, rows, command, details)[0]
 
 
 def insert_group_commands_txn(conn: Connection, group: str, command: NewCommand) -> int:
@@ -124,18 +126,22 @@ def insert_group_commands_txn(conn: Connection, group: str, command: NewCommand)
         .join(groups, groups.c.id == group_members.c.group_id)
         .where(groups.c.name == group)
     )
-    result = conn.execute(
-        insert(commands).from_select(
-            ["device_id", "opcode", "arguments", "priority", "requested_by", "not_after"], source
-        )
-    )
-    return int(result.rowcount)
+    created = insert(commands).from_select(
+        ["device_id", "opcode", "arguments", "priority", "requested_by", "not_after"], source
+    ).returning(commands.c.id, commands.c.device_id).cte("created")
+    # The create events in the same statement: nothing per device passes through Python.
+    events = insert(command_events).from_select(
+        ["command_id", "device_id", "from_state", "to_state", "event", "actor", "details"],
+        select(created.c.id, created.c.device_id, literal(None, Text()), literal("queued"),
+               literal("create"), literal(command.requested_by),
+               literal({"group": group}, command_events.c.details.type)))
+    return int(conn.execute(events).rowcount)
 
 
 def get_command_txn(conn: Connection, command_id: int) -> CommandRecord | None:
     """One command, or None."""
     row = conn.execute(select(commands).where(commands.c.id == command_id)).first()
-    return _record(row) if row is not None else None
+    return command_record(row) if row is not None else None
 
 
 def device_commands_txn(conn: Connection, device_id: int, *,
@@ -145,97 +151,7 @@ def device_commands_txn(conn: Connection, device_id: int, *,
         select(commands).where(commands.c.device_id == device_id)
         .order_by(commands.c.created_at.desc(), commands.c.id.desc()).limit(limit)
     ).all()
-    return [_record(r) for r in rows]
-
-
-def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
-                       limit: int = 100) -> list[CommandRecord]:
-    """Claim up to ``limit`` due commands for ``worker``: queued -> sending.
-
-    Rows locked by another dispatcher are skipped, not waited for.  Order:
-    priority (lower first), then age.  Each claim counts as an attempt.
-    """
-    due = (
-        select(commands.c.id)
-        .where(commands.c.state == "queued", commands.c.next_attempt_at <= now,
-               commands.c.not_after > now)
-        .order_by(commands.c.priority, commands.c.created_at, commands.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    rows = conn.execute(
-        update(commands).where(commands.c.id.in_(due))
-        .values(state="sending", claimed_by=worker, claimed_at=now,
-                attempts=commands.c.attempts + 1, updated_at=now)
-        .returning(*commands.c)
-    ).all()
-    claimed = [_record(r) for r in rows]
-    claimed.sort(key=lambda c: (c.priority, c.created_at, c.id))
-    return claimed
-
-
-def transition_command_txn(conn: Connection, command_id: int, to_state: str, *,
-                           now: datetime, expected: str | None = None,
-                           **fields: Any) -> bool:
-    """Move a command to ``to_state`` if :data:`TRANSITIONS` allows it from its current state.
-
-    ``expected`` narrows the allowed current state to one.  ``fields`` sets
-    other columns at the same time (``last_error``, ``result``, ``counter``,
-    ``key_id``, ``frame``, ``next_attempt_at``).  Terminal states set
-    ``finished_at``; going back to ``queued`` clears the claim.  Returns
-    False (and changes nothing) when the row is not in an allowed state,
-    for example because another process moved it first.
-    """
-    if to_state not in COMMAND_STATES:
-        raise InvalidTransitionError(f"unknown command state {to_state!r}")
-    allowed = {s for s, targets in TRANSITIONS.items() if to_state in targets}
-    if expected is not None:
-        if expected not in allowed:
-            raise InvalidTransitionError(f"a command cannot go from {expected} to {to_state}")
-        allowed = {expected}
-    unknown = set(fields) - {"last_error", "result", "counter", "key_id", "frame",
-                             "next_attempt_at"}
-    if unknown:
-        raise TypeError(f"cannot set {', '.join(sorted(unknown))} in a transition")
-    values: dict[str, Any] = {"state": to_state, "updated_at": now, **fields}
-    if to_state in TERMINAL_STATES:
-        values["finished_at"] = now
-    if to_state == "queued":
-        values["claimed_by"] = None
-        values["claimed_at"] = None
-    result = conn.execute(
-        update(commands)
-        .where(and_(commands.c.id == command_id, commands.c.state.in_(sorted(allowed))))
-        .values(values)
-    )
-    return int(result.rowcount) == 1
-
-
-def expire_commands_txn(conn: Connection, now: datetime) -> int:
-    """Expire every unfinished command past its not-after time; return how many."""
-    result = conn.execute(
-        update(commands)
-        .where(commands.c.state.in_(["queued", "sending", "sent", "delivered"]),
-               commands.c.not_after <= now)
-        .values(state="expired", finished_at=now, updated_at=now)
-    )
-    return int(result.rowcount)
-
-
-def release_stale_claims_txn(conn: Connection, *, claimed_before: datetime,
-                             now: datetime) -> int:
-    """Requeue commands stuck in ``sending`` since before ``claimed_before``.
-
-    A dispatcher that died between claiming and submitting leaves its rows
-    in ``sending``; this puts them back in the queue.  Returns how many.
-    """
-    result = conn.execute(
-        update(commands)
-        .where(commands.c.state == "sending", commands.c.claimed_at < claimed_before)
-        .values(state="queued", claimed_by=None, claimed_at=None, updated_at=now)
-    )
-    return int(result.rowcount)
+    return [command_record(r) for r in rows]
 
 
 def count_commands_by_state_txn(conn: Connection) -> dict[str, int]:

@@ -40,13 +40,15 @@ class Collected:
 
 
 def collect_parts_txn(conn: Connection, *, peer: str, reference: int, ref_bits: int,
-                      total: int, since: datetime) -> Collected:
+                      total: int, since: datetime, mark: bool = True) -> Collected:
     """The complete set of ``peer``'s parts under ``reference``, or ``parts=None``.
 
     Parts stored before ``since`` are too old to join (the set expired).  A
     part repeating a sequence number with different bytes is marked with an
     error and listed in ``conflicting``; an identical repeat joins the set
-    harmlessly.
+    harmlessly.  With ``mark`` False the complete set is returned without
+    being marked ``assembled``: the transaction that applies the message
+    marks it with :func:`mark_assembled_txn`.
     """
     rows = conn.execute(
         select(messages.c.id, messages.c.part_seq, messages.c.payload, messages.c.sha256)
@@ -71,9 +73,23 @@ def collect_parts_txn(conn: Connection, *, peer: str, reference: int, ref_bits: 
                      .values(error="conflicting duplicate part"))
     if len(first) < total:
         return Collected(None, tuple(conflicting))
-    ids = [int(r.id) for r in rows if int(r.id) not in conflicting]
-    conn.execute(update(messages).where(messages.c.id.in_(ids))
-                 .values(meta=merge_meta(assembled=int(first[1].id))))
+    if mark:
+        mark_assembled_txn(conn, [int(r.id) for r in rows if int(r.id) not in conflicting])
     parts = tuple(StoredPart(int(first[seq].id), seq, bytes(first[seq].payload))
                   for seq in range(1, total + 1))
     return Collected(parts, tuple(conflicting))
+
+
+def mark_assembled_txn(conn: Connection, part_ids: list[int]) -> bool:
+    """Mark the parts of one message ``assembled``; False if another transaction did first.
+
+    The parts are locked, so of two processes applying the same message
+    exactly one sees True.
+    """
+    rows = conn.execute(
+        update(messages)
+        .where(messages.c.id.in_(part_ids), messages.c.meta["assembled"].astext.is_(None))
+        .values(meta=merge_meta(assembled=min(part_ids)))
+        .returning(messages.c.id)
+    ).all()
+    return len(rows) == len(part_ids)

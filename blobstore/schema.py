@@ -39,9 +39,11 @@ NAMING_CONVENTION = {
 
 DEVICE_STATES = ("unprovisioned", "provisioned", "locked", "lost", "retired")
 COMMAND_STATES = (
-    "queued", "sending", "sent", "delivered", "replied",
-    "done", "failed", "expired", "cancelled",
+    "queued", "sending", "sent", "delivered",
+    "done", "refused", "failed", "expired", "cancelled",
 )
+INBOUND_STATES = ("pending", "waiting", "failed")
+INBOUND_KINDS = ("callback", "mo", "dlr")
 IDENTITY_KINDS = ("imsi", "msisdn")
 DIRECTIONS = ("in", "out")
 CHANNELS = ("smpp", "http")
@@ -200,12 +202,6 @@ class Command(Base):
     )
 
 
-UNPROCESSED_CALLBACKS = (
-    "channel = 'http' AND direction = 'in' AND kind IN ('mo', 'dlr') AND error IS NULL "
-    "AND (meta ->> 'processed') IS NULL"
-)
-
-
 class Message(Base):
     """Every SMS, PDU or callback sent or received, raw bytes kept as a BLOB."""
 
@@ -246,10 +242,6 @@ class Message(Base):
             postgresql_where=text("kind = 'mo' AND direction = 'in' AND part_total > 1"),
         ),
         Index(
-            "ix_messages_unprocessed_callbacks", "created_at",
-            postgresql_where=text(UNPROCESSED_CALLBACKS),
-        ),
-        Index(
             "uq_messages_direction_link_external_id", "direction", "link", "external_id",
             unique=True, postgresql_where=text("external_id IS NOT NULL"),
         ),
@@ -270,6 +262,106 @@ class Audit(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
 
 
+class CommandEvent(Base):
+    """One transition of one command: its history, and the source of live events.
+
+    Appended in the transaction that makes the transition (never updated);
+    ``id`` orders events across every MEPL process sharing the database.
+    """
+
+    __tablename__ = "command_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    command_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("commands.id", ondelete="CASCADE")
+    )
+    device_id: Mapped[int] = mapped_column(BigInteger)
+    from_state: Mapped[str | None] = mapped_column(Text)
+    to_state: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+
+    __table_args__ = (
+        Index(None, "command_id", "id"),
+        Index(None, "device_id", "id"),
+    )
+
+
+class InboundQueue(Base):
+    """The durable inbound work list: one row per stored inbound item not yet applied.
+
+    Rows point at the stored bytes (``messages``); a worker in any MEPL
+    process claims them with a lease (``claimed_by``/``claimed_at``), verifies
+    outside any transaction, and deletes the row in the one transaction that
+    applies it.  ``waiting`` holds a delivery receipt whose submit is not
+    recorded yet, found again by (``link``, ``smsc_message_id``) when it is.
+    """
+
+    __tablename__ = "inbound_queue"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
+    kind: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, server_default="pending")
+    link: Mapped[str | None] = mapped_column(Text)
+    smsc_message_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    available_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None] = mapped_column(_tz())
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_in("kind", INBOUND_KINDS), name="kind"),
+        CheckConstraint(_in("state", INBOUND_STATES), name="state"),
+        Index("ix_inbound_queue_due", "available_at", "id",
+              postgresql_where=text("state = 'pending'")),
+        Index("ix_inbound_queue_receipts", "link", "smsc_message_id",
+              postgresql_where=text("kind = 'dlr'")),
+    )
+
+
+class DeviceServerKey(Base):
+    """Which server key a device has accepted: frames to it are sealed with that key.
+
+    A device moves to the next key only when its signed reply proves it
+    accepted the ``rotate_key`` that announced it.
+    """
+
+    __tablename__ = "device_server_keys"
+
+    device_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[int] = mapped_column(Integer, index=True)
+    updated_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+
+
+class SecurityEvent(Base):
+    """A verified alert, or something security-relevant the server saw about a device."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    device_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("devices.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+
+    __table_args__ = (
+        Index(None, "device_id", "id"),
+        Index(None, "at"),
+    )
+
+
 metadata = Base.metadata
 devices: Table = metadata.tables["devices"]
 identity_history: Table = metadata.tables["device_identity_history"]
@@ -279,3 +371,7 @@ server_key_counters: Table = metadata.tables["server_key_counters"]
 commands: Table = metadata.tables["commands"]
 messages: Table = metadata.tables["messages"]
 audit: Table = metadata.tables["audit"]
+command_events: Table = metadata.tables["command_events"]
+inbound_queue: Table = metadata.tables["inbound_queue"]
+device_server_keys: Table = metadata.tables["device_server_keys"]
+security_events: Table = metadata.tables["security_events"]

@@ -7,7 +7,10 @@ one ``messages`` row: direction ``in``, channel ``http``, kind ``mo`` /
 ``dlr`` / ``malformed``, link = gateway name, peer = remote address, the
 whole request (:meth:`RawCallback.wire_bytes`) as the payload BLOB, and
 external_id = ``<kind>:<gateway id>`` so the table's unique (direction,
-link, external_id) catches a retried callback.
+link, external_id) catches a retried callback.  Every new, well-formed
+``mo``/``dlr`` callback is queued (``inbound_queue``, kind ``callback``) in
+the same transaction, so what is acknowledged is always applied, by this
+process or another.
 
 Speed: one batch costs one multi-row ``INSERT ... ON CONFLICT DO NOTHING
 RETURNING`` through the DBAPI cursor (``execute_values``), plus a SELECT
@@ -37,6 +40,7 @@ _INSERT = f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES %s RETURNING id"
 _INSERT_UNIQUE = (f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES %s "  # noqa: S608
                   "ON CONFLICT (direction, link, external_id) WHERE external_id IS NOT NULL "
                   "DO NOTHING RETURNING id, link, external_id")
+_ENQUEUE = "INSERT INTO inbound_queue (message_id, kind, link) VALUES %s"
 _KNOWN = ("SELECT link, external_id, id FROM messages WHERE direction = 'in' "
           "AND link = ANY(%s) AND external_id = ANY(%s)")
 
@@ -100,6 +104,11 @@ def _store_batch(cursor: Any, raws: Sequence[RawCallback]) -> list[StoredCallbac
             cursor.execute(_KNOWN, (sorted({k[0] for k in missing}),
                                     sorted({k[1] for k in missing})))
             stored = {(link, eid): int(row_id) for link, eid, row_id in cursor.fetchall()}
+    queued = [(new[i], raws[i].gateway) for i in sorted(new)
+              if raws[i].kind in ("mo", "dlr") and raws[i].error is None]
+    if queued:
+        execute_values(cursor, _ENQUEUE, queued, template="(%s, 'callback', %s)",
+                       page_size=len(queued))
     out: list[StoredCallback] = []
     for index, raw in enumerate(raws):
         if index in new:

@@ -18,7 +18,8 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succ
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from blobstore.dispatch import (
+from blobstore.pool import Clock, DelayedCall, InteractionRunner
+from mepl.runtime.outbound_txn import (
     Housekeeping,
     ReadyCommand,
     Sealer,
@@ -27,7 +28,6 @@ from blobstore.dispatch import (
     record_submit_failure_txn,
     record_submitted_txn,
 )
-from blobstore.pool import Clock, DelayedCall, InteractionRunner
 from mepl.settings import DispatchConfig
 from signing.transport import DEVICE_PORT, SERVER_PORT
 from sms_gateway.addresses import mask_msisdn
@@ -147,7 +147,8 @@ class Dispatcher:
             stale_before=now - timedelta(seconds=cfg.stale_claim_s),
             unanswered_before=now - timedelta(seconds=cfg.resend_after_s),
             max_attempts=cfg.max_attempts,
-            parts_before=now - timedelta(seconds=cfg.reassembly_timeout_s))
+            parts_before=now - timedelta(seconds=cfg.reassembly_timeout_s),
+            receipts_before=now - timedelta(seconds=cfg.receipt_wait_s), actor=self._worker)
         self.stats.expired += done.expired
         self.stats.released += done.released
         self.stats.resent += done.resent
@@ -176,7 +177,7 @@ class Dispatcher:
         d: Deferred[Any] = self._runner.run_interaction(
             "record_submitted", record_submitted_txn, command, link=result.link,
             channel=self._channel_of(result.link), message_ids=list(result.message_ids),
-            now=self._now())
+            now=self._now(), actor=self._worker)
         return d.addCallback(lambda _: None)
 
     def _submit_failed(self, failure: Failure, command: ReadyCommand) -> Deferred[None]:
@@ -197,5 +198,5 @@ class Dispatcher:
                  what="will retry" if retry_at else "failed")
         d: Deferred[Any] = self._runner.run_interaction(
             "record_submit_failure", record_submit_failure_txn, command.command_id,
-            error=f"{reason}: {exc}", retry_at=retry_at, now=now)
+            error=f"{reason}: {exc}", retry_at=retry_at, now=now, actor=self._worker)
         return d.addCallback(lambda _: None)

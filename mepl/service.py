@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
-from twisted.application.internet import TCPServer, TimerService
+from twisted.application.internet import TCPServer
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.logger import Logger
@@ -26,10 +26,10 @@ from blobstore.batcher import MessageBatcher
 from blobstore.messages import NewMessage
 from blobstore.pool import DatabasePool
 from mepl.http_store import blobstore_callback_store
-from mepl.inbound import InboundProcessor
+from mepl.inbound import InboundReceiver
 from mepl.metrics import LoopCollector, MetricsResource
 from mepl.outbound import Dispatcher
-from mepl.recovery import CallbackRecovery
+from mepl.runtime.inbound_worker import InboundWorker
 from mepl.settings import Settings
 from mepl.signer import ServerSigner
 from sms_gateway.channel import OutboundChannel
@@ -61,11 +61,13 @@ class MeplService(MultiService):
         self.pdu_batcher = MessageBatcher(
             self.pool, reactor, max_rows=settings.database.batch_max_rows,
             max_delay_s=settings.database.batch_max_delay_ms / 1000)
-        self.inbound = InboundProcessor(runner=self.pool, clock=reactor,
-                                        server_id=signer.server_id, config=settings.dispatch,
-                                        policy_ttl=timedelta(
-                                            minutes=settings.signing.command_validity_minutes),
-                                        on_event=on_event)
+        worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = InboundWorker(
+            runner=self.pool, clock=reactor, server_id=signer.server_id,
+            config=settings.dispatch, worker=worker,
+            policy_ttl=timedelta(minutes=settings.signing.command_validity_minutes),
+            on_event=on_event)
+        self.inbound = InboundReceiver(runner=self.pool, wake=self.worker.wake)
         self.binds: dict[str, SmppBind] = build_binds(
             settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,
             on_receipt=self.inbound.on_receipt, pdu_sink=self._store_pdu)
@@ -86,7 +88,7 @@ class MeplService(MultiService):
                               "expired": self.dispatcher.stats.expired,
                               "released": self.dispatcher.stats.released,
                               "resent": self.dispatcher.stats.resent},
-            inbound=lambda: dict(self.inbound.counts),
+            inbound=lambda: dict(self.inbound.counts + self.worker.counts),
             binds=lambda: {name: (b.is_up, dict(b.stats)) for name, b in self.binds.items()}))
         if settings.metrics.port:
             metrics_site = Site(MetricsResource(self.registry))
@@ -95,7 +97,7 @@ class MeplService(MultiService):
         self.dispatcher = Dispatcher(
             runner=self.pool, clock=reactor, submitter=self.router, seal=signer.seal,
             key_id=lambda: signer.key_id, config=settings.dispatch,
-            worker=worker or f"{socket.gethostname()}:{os.getpid()}",
+            worker=worker,
             channel_of=lambda link: "smpp" if link in self.binds else "http",
             ready=lambda: any(c.is_up for c in channels.values()))
 
@@ -104,17 +106,8 @@ class MeplService(MultiService):
         store = blobstore_callback_store(self.pool)
         self.http_handler = CallbackHandler(
             http, store, clock=self.reactor, metrics=HttpMetrics(self.registry),
-            on_inbound=lambda message, stored: self.inbound.on_inbound(
-                message, stored.message_id),
-            on_receipt=lambda receipt, stored: self.inbound.on_receipt(
-                receipt, stored.message_id))
-        self.recovery = CallbackRecovery(
-            runner=self.pool, clock=self.reactor, inbound=self.inbound,
-            reparse=self.http_handler.reparse,
-            grace_s=self.settings.dispatch.callback_grace_s)
-        sweeper = TimerService(self.settings.dispatch.housekeeping_interval_s, self._recover)
-        sweeper.clock = self.reactor
-        sweeper.setServiceParent(self)  # type: ignore[no-untyped-call]
+            on_inbound=self.inbound.on_callback, on_receipt=self.inbound.on_callback)
+        self.worker.reparse = self.http_handler.reparse
         cap = max(gw.max_body_bytes for gw in http.gateways.values())
         site = build_site(self.http_handler, max_body_bytes=cap, reactor=self.reactor)
         self.http_service = CallbackListener(self.reactor, site, host=http.host,
@@ -123,10 +116,6 @@ class MeplService(MultiService):
         for name, gw in http.gateways.items():
             if gw.can_send and gw.format in ("kannel", "jasmin"):
                 channels[name] = HttpSendChannel(gw, reactor=self.reactor)
-
-    def _recover(self) -> Deferred[Any]:
-        d: Deferred[Any] = self.recovery.sweep()
-        return d.addErrback(lambda f: log.failure("callback recovery failed", f))
 
     def _store_pdu(self, record: PduRecord) -> None:
         meta: Mapping[str, Any] = {"command": record.command, "sequence": record.sequence,
@@ -154,6 +143,7 @@ class MeplService(MultiService):
         self.pool.start()
         super().startService()  # type: ignore[no-untyped-call]
         self.dispatcher.start()
+        self.worker.start()
         log.info("MEPL started: {binds} SMPP link(s), {gateways} HTTP gateway(s)",
                  binds=len(self.binds), gateways=len(self.settings.http.gateways))
 
@@ -161,6 +151,7 @@ class MeplService(MultiService):
     def stopService(self) -> Any:  # noqa: N802 - Twisted API
         """Stop in reverse order, flushing stored PDUs before the pool goes."""
         yield self.dispatcher.stop()
+        yield self.worker.stop()
         yield super().stopService()  # type: ignore[no-untyped-call]
         yield self.pdu_batcher.flush()
         self.pool.stop()

@@ -41,6 +41,14 @@ class DispatchConfig:
     resent with the same bytes, up to ``max_attempts`` attempts.  Gateway
     callbacks stored but left unprocessed for ``callback_grace_s`` (their
     process stopped) are processed from their stored bytes.
+
+    Inbound items (callbacks, MO parts, receipts) are applied by a worker
+    that claims up to ``inbound_batch`` at a time; an item claimed by a
+    process that stopped is taken over after ``callback_grace_s``; an item
+    that failed ``max_inbound_attempts`` times is parked for an operator.  A
+    receipt for a submit never recorded is dropped after ``receipt_wait_s``.
+    An alert raised more than ``alert_max_age_s`` ago or more than
+    ``alert_max_skew_s`` in the future is refused.
     """
 
     server_number: str = "+447700900000"
@@ -53,8 +61,17 @@ class DispatchConfig:
     stale_claim_s: float = 300.0
     resend_after_s: float = 900.0
     max_attempts: int = 5
+    inbound_batch: int = 100
+    max_inbound_attempts: int = 10
+    receipt_wait_s: float = 86400.0
+    alert_max_age_s: float = 259200.0
+    alert_max_skew_s: float = 600.0
 
     def __post_init__(self) -> None:
+        if self.inbound_batch < 1 or self.max_inbound_attempts < 1:
+            raise ValueError("inbound_batch and max_inbound_attempts must be at least 1")
+        if min(self.receipt_wait_s, self.alert_max_age_s, self.alert_max_skew_s) <= 0:
+            raise ValueError("receipt_wait_s, alert_max_age_s and alert_max_skew_s must be > 0")
         if self.poll_interval_s <= 0 or self.claim_batch < 1:
             raise ValueError("poll_interval_s must be > 0 and claim_batch >= 1")
         if min(self.retry_delay_s, self.reassembly_timeout_s, self.housekeeping_interval_s,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from blobstore.dispatch import ClaimedCommand
+from mepl.runtime.outbound_txn import ClaimedCommand
 from signing.commands import Command
 from signing.frames import seal_command
 from signing.keyfiles import passphrase_from

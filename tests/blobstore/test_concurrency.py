@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from blobstore import importer
-from blobstore.commands import NewCommand, claim_commands_txn, insert_group_commands_txn
+from blobstore.commands import NewCommand, insert_group_commands_txn
 from blobstore.devices import add_device_txn, count_devices_txn
 from blobstore.groups import add_members_txn, create_group_txn
 from blobstore.identity import luhn_check_digit
 from blobstore.importer import ImportRow, import_csv, import_rows_txn
 from blobstore.migrate import head_revision, schema_status
+from mepl.runtime.outbound_txn import claim_commands_txn
 from tests.support.pg import create_database
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -13,20 +14,16 @@ from blobstore.commands import (
     PRIORITY_BULK,
     PRIORITY_SECURITY,
     NewCommand,
-    claim_commands_txn,
     count_commands_by_state_txn,
-    expire_commands_txn,
     get_command_txn,
     insert_command_txn,
     insert_group_commands_txn,
-    release_stale_claims_txn,
-    transition_command_txn,
 )
 from blobstore.counters import allocate_counter_txn
 from blobstore.devices import add_device_txn
-from blobstore.errors import InvalidTransitionError
 from blobstore.groups import add_members_txn, create_group_txn
 from blobstore.identity import luhn_check_digit
+from blobstore.lifecycle import bulk_transition_txn, command_history_txn, transition_txn
 from blobstore.messages import (
     NewMessage,
     device_messages_txn,
@@ -37,6 +34,10 @@ from blobstore.messages import (
     messages_by_smsc_id_txn,
     set_smsc_message_id_txn,
 )
+from blobstore.schema import commands
+from mepl.core import lifecycle
+from mepl.core.lifecycle import InvalidTransition
+from mepl.runtime.outbound_txn import claim_commands_txn
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -167,26 +168,46 @@ def test_claims_go_by_priority_then_age_and_skip_locked_rows(engine: Engine) -> 
             assert [c.id for c in theirs] == [bulk]
 
 
-def test_transitions_follow_the_lifecycle_table(engine: Engine) -> None:
+def test_transitions_follow_the_lifecycle_table_and_append_history(engine: Engine) -> None:
     [device] = _devices(engine, 1)
+
+    def step(conn: Any, cid: int, event: str, **fields: Any) -> tuple[str, str]:
+        done = transition_txn(conn, cid, event, machine=lifecycle, now=NOW, actor="t", **fields)
+        assert done is not None
+        return done.from_state, done.to_state
+
     with engine.begin() as conn:
         cid = insert_command_txn(conn, device, NewCommand("lock", "ops", NOW + timedelta(1)))
-        assert transition_command_txn(conn, cid, "done", now=NOW) is False
-        assert transition_command_txn(conn, cid, "sending", now=NOW, expected="queued")
-        assert transition_command_txn(conn, cid, "sent", now=NOW, counter=9, key_id=1,
-                                      frame=b"\x01frame")
-        assert transition_command_txn(conn, cid, "replied", now=NOW, result={"ok": True})
-        assert transition_command_txn(conn, cid, "done", now=NOW)
-        assert transition_command_txn(conn, cid, "failed", now=NOW) is False
-        record = get_command_txn(conn, cid)
-        with pytest.raises(InvalidTransitionError):
-            transition_command_txn(conn, cid, "done", now=NOW, expected="queued")
+        with pytest.raises(InvalidTransition):
+            step(conn, cid, "submitted")
+        assert step(conn, cid, "claim") == ("queued", "sending")
+        assert step(conn, cid, "submitted") == ("sending", "sent")
+        assert step(conn, cid, "reply_ok", result={"status": "ok"}) == ("sent", "done")
+        assert step(conn, cid, "delivered") == ("done", "done")  # a late receipt: no change
+        with pytest.raises(InvalidTransition):
+            step(conn, cid, "cancel")
         with pytest.raises(TypeError, match="cannot set"):
-            transition_command_txn(conn, cid, "failed", now=NOW, device_id=2)
+            step(conn, cid, "expire", device_id=2)
+        record = get_command_txn(conn, cid)
+        history = command_history_txn(conn, cid)
     assert record is not None
-    assert (record.state, record.counter, record.frame, record.result) == (
-        "done", 9, b"\x01frame", {"ok": True})
-    assert record.finished_at == NOW
+    assert (record.state, record.result, record.finished_at) == ("done", {"status": "ok"}, NOW)
+    assert [(e.from_state, e.to_state, e.event) for e in history] == [
+        (None, "queued", "create"), ("queued", "sending", "claim"),
+        ("sending", "sent", "submitted"), ("sent", "done", "reply_ok")]
+    assert history[0].actor == "ops"
+
+
+def test_a_reply_after_expiry_is_recorded_with_a_note(engine: Engine) -> None:
+    [device] = _devices(engine, 1)
+    with engine.begin() as conn:
+        cid = insert_command_txn(conn, device, NewCommand("wipe", "ops", NOW + timedelta(1)))
+        transition_txn(conn, cid, "expire", machine=lifecycle, now=NOW, actor="hk")
+        done = transition_txn(conn, cid, "reply_ok", machine=lifecycle, now=NOW,
+                              actor="device", result={"status": "ok"})
+        history = command_history_txn(conn, cid)
+    assert done is not None and (done.from_state, done.to_state) == ("expired", "done")
+    assert history[-1].details["note"] == "executed after expired"
 
 
 def test_group_fan_out_expiry_and_stale_claims(engine: Engine) -> None:
@@ -201,11 +222,21 @@ def test_group_fan_out_expiry_and_stale_claims(engine: Engine) -> None:
         claimed = claim_commands_txn(conn, worker="dead", now=start + timedelta(seconds=1),
                                      limit=1)
         assert claimed[0].arguments == {"minutes": 30}
-        assert release_stale_claims_txn(conn, claimed_before=start + timedelta(seconds=2),
-                                        now=start) == 1
+        released = bulk_transition_txn(conn, "release", machine=lifecycle, now=start,
+                                       actor="hk", where=(commands.c.claimed_at
+                                                          < start + timedelta(seconds=2),))
+        assert len(released) == 1
         assert count_commands_by_state_txn(conn) == {"queued": 3}
-        assert expire_commands_txn(conn, start + timedelta(minutes=6)) == 3
+        expired = bulk_transition_txn(conn, "expire", machine=lifecycle,
+                                      now=start + timedelta(minutes=6), actor="hk",
+                                      where=(commands.c.not_after
+                                             <= start + timedelta(minutes=6),))
+        assert len(expired) == 3
         assert count_commands_by_state_txn(conn) == {"expired": 3}
+        events = conn.execute(text(
+            "SELECT event, count(*) FROM command_events GROUP BY event ORDER BY event")).all()
+    assert [tuple(r) for r in events] == [("claim", 1), ("create", 3), ("expire", 3),
+                                          ("release", 1)]
 
 
 def test_copy_path_keeps_awkward_text_json_and_times_exactly(engine: Engine) -> None:

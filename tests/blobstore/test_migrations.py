@@ -11,6 +11,7 @@ from blobstore.schema import metadata
 from tests.support.pg import create_database
 
 TABLES = {"devices", "device_identity_history", "groups", "group_members",
+          "command_events", "inbound_queue", "device_server_keys", "security_events",
           "server_key_counters", "commands", "messages", "audit", "alembic_version"}
 
 

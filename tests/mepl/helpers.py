@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,15 +14,16 @@ from twisted.python.failure import Failure
 
 from blobstore.commands import NewCommand, insert_command_txn
 from blobstore.devices import add_device_txn, set_device_key_txn
-from blobstore.dispatch import ReadyCommand, claim_and_seal_txn
 from blobstore.pool import SyncPool
-from mepl.inbound import InboundProcessor
+from mepl.inbound import InboundReceiver
+from mepl.runtime.inbound_worker import InboundWorker
+from mepl.runtime.outbound_txn import ReadyCommand, claim_and_seal_txn
 from mepl.settings import DispatchConfig
 from mepl.signer import ServerSigner
 from signing.handset import Handset
 from signing.keys import SigningKey, device_key_id
 from signing.transport import DEVICE_PORT, SERVER_PORT
-from sms_gateway.events import Channel, InboundMessage
+from sms_gateway.events import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage
 from sms_gateway.udh import Udh
 from tests.support.pg import migrated_database
 
@@ -35,12 +37,36 @@ def new_device_key() -> SigningKey:
 
 
 @dataclass
+class Inbound:
+    """The receiving end and the worker, as one process wires them."""
+
+    receiver: InboundReceiver
+    worker: InboundWorker
+
+    @property
+    def counts(self) -> Counter[str]:
+        return self.receiver.counts + self.worker.counts
+
+    def drain(self) -> int:
+        """Apply every due queued item (synchronously, on the SyncPool); return how many."""
+        total = 0
+        while True:
+            results: list[Any] = []
+            self.worker.run_once().addBoth(results.append)
+            if isinstance(results[0], Failure):
+                results[0].raiseException()
+            if not results[0]:
+                return total
+            total += int(results[0])
+
+
+@dataclass
 class World:
     engine: Any
     pool: SyncPool
     clock: Clock
     signer: ServerSigner
-    inbound: InboundProcessor
+    inbound: Inbound
 
     @classmethod
     def create(cls) -> World:
@@ -53,8 +79,10 @@ class World:
         clock.advance(time.time() + 5)
         key = SigningKey.generate(1)
         signer = ServerSigner(SERVER_ID, key, (key.public,))
-        inbound = InboundProcessor(runner=pool, clock=clock, server_id=SERVER_ID,
-                                   config=DispatchConfig(server_number=SERVER_NUMBER))
+        worker = InboundWorker(runner=pool, clock=clock, server_id=SERVER_ID,
+                               config=DispatchConfig(server_number=SERVER_NUMBER),
+                               worker="test-worker")
+        inbound = Inbound(InboundReceiver(runner=pool, wake=lambda: None), worker)
         return cls(engine, pool, clock, signer, inbound)
 
     @property
@@ -101,8 +129,20 @@ class World:
                               udh=Udh(dest_port=SERVER_PORT, src_port=DEVICE_PORT))
 
     def deliver(self, message: InboundMessage) -> None:
+        """Receive (store and queue) one MO part, then apply the queue."""
         results: list[Any] = []
-        self.inbound.on_inbound(message).addBoth(results.append)
+        self.inbound.receiver.on_inbound(message).addBoth(results.append)
         if results and isinstance(results[0], Failure):
             results[0].raiseException()
-        assert results, "processing did not finish synchronously"
+        assert results, "storing did not finish synchronously"
+        self.inbound.drain()
+
+    def receipt(self, link: str, message_id: str, status: str = "delivered") -> None:
+        """Receive (store and queue) one SMPP delivery receipt, then apply the queue."""
+        results: list[Any] = []
+        self.inbound.receiver.on_receipt(DeliveryReceipt(
+            channel=Channel.SMPP, link=link, message_id=message_id,
+            status=DeliveryStatus(status), received_at=self.now)).addBoth(results.append)
+        if results and isinstance(results[0], Failure):
+            results[0].raiseException()
+        self.inbound.drain()

@@ -9,8 +9,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from blobstore.commands import NewCommand, insert_command_txn
-from blobstore.dispatch import record_receipt_txn, record_submitted_txn
 from mepl.outbound import Dispatcher
+from mepl.runtime.outbound_txn import record_submitted_txn
 from mepl.settings import DispatchConfig
 from sms_gateway.channel import OutboundMessage, SubmitResult
 from sms_gateway.errors import SubmitError
@@ -90,8 +90,7 @@ class DispatcherTests(SynchronousTestCase):
         self.w.run(record_submitted_txn, ready, link="l1", channel="smpp",
                    message_ids=["p1", "p2", "p3"], now=self.w.now)
         for part, expect in (("p2", "sent"), ("p1", "sent"), ("p3", "delivered")):
-            self.w.run(record_receipt_txn, link="l1", message_id=part, status="delivered",
-                       final=True, delivered=True, now=self.w.now)
+            self.w.receipt("l1", part)
             self.assertEqual(self.row(command_id, "state"), expect)
 
     def test_undeliverable_receipt_requeues_the_command_for_a_resend(self) -> None:
@@ -99,10 +98,8 @@ class DispatcherTests(SynchronousTestCase):
         (ready,) = self.w.claim()
         self.w.run(record_submitted_txn, ready, link="l1", channel="smpp",
                    message_ids=["x1"], now=self.w.now)
-        outcome = self.w.run(record_receipt_txn, link="l1", message_id="x1",
-                             status="undeliverable", final=True, delivered=False,
-                             now=self.w.now, retry_at=self.w.now + timedelta(seconds=60))
-        self.assertEqual(outcome.new_state, "queued")
+        self.w.receipt("l1", "x1", "undeliverable")
+        self.assertEqual(self.row(command_id, "state"), "queued")
         self.assertEqual(self.row(command_id, "last_error"), "delivery undeliverable")
 
 

@@ -8,14 +8,15 @@ from datetime import timedelta
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from blobstore.dispatch import housekeeping_txn
-from mepl.inbound import InboundProcessor
+from mepl.inbound import InboundReceiver
+from mepl.runtime.inbound_worker import InboundWorker
+from mepl.runtime.outbound_txn import housekeeping_txn
 from mepl.settings import DispatchConfig
 from signing.alerts import make_alert
 from signing.transport import DEVICE_PORT, SERVER_PORT
 from sms_gateway.events import InboundMessage
 from sms_gateway.udh import Concat, Udh
-from tests.mepl.helpers import SERVER_ID, SERVER_NUMBER, World
+from tests.mepl.helpers import SERVER_ID, SERVER_NUMBER, Inbound, World
 
 IMEI = "490154203237518"
 SENDER = "+447700900101"
@@ -26,9 +27,11 @@ class InboundPartsTests(SynchronousTestCase):
         self.w = World.create()
         self.addCleanup(self.w.engine.dispose)
         self.device_id, self.handset = self.w.enrol(IMEI, SENDER)
-        self.other = InboundProcessor(runner=self.w.pool, clock=self.w.clock,
-                                      server_id=SERVER_ID,
-                                      config=DispatchConfig(server_number=SERVER_NUMBER))
+        self.other = Inbound(
+            InboundReceiver(runner=self.w.pool, wake=lambda: None),
+            InboundWorker(runner=self.w.pool, clock=self.w.clock, server_id=SERVER_ID,
+                          config=DispatchConfig(server_number=SERVER_NUMBER),
+                          worker="other-process"))
         frame = self.handset.alert(make_alert("lost", detail="left in a taxi " * 15),
                                    self.w.clock.seconds())
         self.assertGreater(len(frame), 256)  # three parts of 128 octets
@@ -40,8 +43,9 @@ class InboundPartsTests(SynchronousTestCase):
         udh = Udh(dest_port=SERVER_PORT, src_port=DEVICE_PORT, concat=Concat(ref, total, seq))
         return replace(self.w.mo(SENDER, chunk), udh=udh)
 
-    def deliver(self, processor: InboundProcessor, message: InboundMessage) -> None:
-        self.successResultOf(processor.on_inbound(message))
+    def deliver(self, processor: Inbound, message: InboundMessage) -> None:
+        self.successResultOf(processor.receiver.on_inbound(message))
+        processor.drain()
 
     def alerts(self) -> int:
         return self.w.inbound.counts["alert_lost"] + self.other.counts["alert_lost"]
@@ -86,3 +90,21 @@ class InboundPartsTests(SynchronousTestCase):
         self.deliver(self.w.inbound, self.parts[1])
         self.deliver(self.w.inbound, self.parts[2])
         self.assertEqual(self.alerts(), 0)  # part 1 is gone: the set cannot complete
+
+    def test_parts_arriving_hours_apart_inside_the_timeout_are_reassembled(self) -> None:
+        self.deliver(self.w.inbound, self.parts[0])
+        self.w.clock.advance(1800)
+        self.deliver(self.other, self.parts[1])
+        self.w.clock.advance(1700)
+        self.deliver(self.w.inbound, self.parts[2])
+        self.assertEqual(self.alerts(), 1)
+
+    def test_two_workers_applying_the_last_parts_at_once_apply_the_message_once(self) -> None:
+        self.deliver(self.w.inbound, self.parts[0])
+        # Parts 2 and 3 are stored and queued; each process claims one of them.
+        self.successResultOf(self.w.inbound.receiver.on_inbound(self.parts[1]))
+        self.successResultOf(self.other.receiver.on_inbound(self.parts[2]))
+        self.w.inbound.drain()
+        self.other.drain()
+        self.assertEqual(self.alerts(), 1)
+        self.assertEqual(self.w.scalar("SELECT count(*) FROM inbound_queue"), 0)

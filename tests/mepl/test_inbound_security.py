@@ -6,7 +6,7 @@ from sqlalchemy import text
 from twisted.trial.unittest import SynchronousTestCase
 
 from blobstore.devices import set_device_key_txn
-from blobstore.dispatch import record_submitted_txn
+from mepl.runtime.outbound_txn import record_submitted_txn
 from signing.alerts import make_alert
 from tests.mepl.helpers import World, new_device_key
 
@@ -76,13 +76,21 @@ class InboundSecurityTests(SynchronousTestCase):
         self.assertEqual(self.w.inbound.counts["alert_invalid_sim"], 3)
         self.assertEqual(self.w.inbound.counts["rejected_replayed"], 1)
 
-    def test_sim_swap_alert_from_an_unknown_number_verifies_and_queues_a_security_lock(
+    def security_events(self) -> list[str]:
+        with self.w.engine.connect() as conn:
+            return [r[0] for r in conn.execute(text(
+                "SELECT kind FROM security_events WHERE device_id = :i ORDER BY id"),
+                {"i": self.dev_a})]
+
+    def test_sim_swap_alert_without_a_signed_number_never_takes_the_sender_as_the_number(
             self) -> None:
         frame = self.handset_a.alert(make_alert("sim_changed", imsi="234159999999999"),
                                      self.w.clock.seconds())
-        self.w.deliver(self.w.mo("+447700955555", frame))
+        self.w.deliver(self.w.mo("+447700955555", frame))  # relayed from another number
         self.assertEqual(self.w.scalar("SELECT msisdn FROM devices WHERE id = :i",
-                                       i=self.dev_a), "+447700955555")
+                                       i=self.dev_a), "+447700900101")
+        self.assertEqual(self.w.scalar("SELECT imsi FROM devices WHERE id = :i",
+                                       i=self.dev_a), "234159999999999")
         self.assertEqual(self.w.scalar(
             "SELECT count(*) FROM commands WHERE device_id = :i AND opcode = 'lock' "
             "AND requested_by = 'policy:sim_changed' AND priority = 10", i=self.dev_a), 1)
@@ -90,7 +98,24 @@ class InboundSecurityTests(SynchronousTestCase):
             kinds = sorted(r[0] for r in conn.execute(text(
                 "SELECT kind FROM device_identity_history WHERE device_id = :i"),
                 {"i": self.dev_a}))
-        self.assertEqual(kinds, ["imsi", "msisdn"])
+        self.assertEqual(kinds, ["imsi"])
+        self.assertEqual(self.security_events(), ["alert:sim_changed", "unverified_number"])
+
+    def test_an_alert_raised_days_ago_is_refused_as_stale_and_consumes_no_counter(
+            self) -> None:
+        old = self.w.clock.seconds() - 4 * 86400
+        self.w.deliver(self.w.mo("+447700900101",
+                                 self.handset_a.alert(make_alert("lost"), old)))
+        self.assertEqual(self.w.scalar("SELECT state FROM devices WHERE id = :i",
+                                       i=self.dev_a), "provisioned")
+        self.assertEqual(self.w.inbound.counts["rejected_stale_alert"], 1)
+        self.assertEqual(self.w.scalar("SELECT counter_hwm FROM devices WHERE id = :i",
+                                       i=self.dev_a), 0)
+        self.assertEqual(self.security_events(), ["stale_alert"])
+        future = self.w.clock.seconds() + 3600
+        self.w.deliver(self.w.mo("+447700900101",
+                                 self.handset_a.alert(make_alert("lost"), future)))
+        self.assertEqual(self.w.inbound.counts["rejected_stale_alert"], 2)
 
     def test_alert_from_an_unregistered_device_is_rejected_without_any_state_change(
             self) -> None:

@@ -1,0 +1,159 @@
+"""The durable inbound queue: stored inbound items waiting for their one apply transaction.
+
+An item is queued in the transaction that stores its bytes, before the SMSC
+or gateway is acknowledged.  Workers in any MEPL process claim due items
+with a lease (``claimed_by``/``claimed_at``; rows locked by another claim
+are skipped); a claim older than the lease is taken over, so a process that
+dies mid-item loses nothing.  The transaction that applies an item locks
+its row first (:func:`lock_entry_txn`) and deletes it (:func:`finish_txn`):
+applied exactly once, or not at all and claimed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+
+from blobstore.schema import inbound_queue, messages
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A claimed inbound item and the stored row it points at."""
+
+    id: int
+    message_id: int
+    kind: str
+    link: str | None
+    smsc_message_id: str | None
+    attempts: int
+    channel: str
+    message_kind: str
+    peer: str | None
+    payload: bytes
+    part_seq: int | None
+    part_total: int | None
+    meta: Any
+    received_at: datetime
+
+
+def enqueue_txn(conn: Connection, message_id: int, kind: str, *, link: str | None = None,
+                smsc_message_id: str | None = None) -> None:
+    """Queue stored message ``message_id`` (``callback``, ``mo`` or ``dlr``) for applying."""
+    conn.execute(insert(inbound_queue).values(
+        message_id=message_id, kind=kind, link=link, smsc_message_id=smsc_message_id))
+
+
+def enqueue_many_txn(conn: Connection, items: Sequence[tuple[int, str, str | None]]) -> None:
+    """Queue several stored messages: (message id, kind, link) each."""
+    if items:
+        conn.execute(insert(inbound_queue), [
+            {"message_id": m, "kind": k, "link": link} for m, k, link in items])
+
+
+def claim_entries_txn(conn: Connection, *, worker: str, now: datetime, lease: timedelta,
+                      limit: int) -> list[QueueEntry]:
+    """Claim up to ``limit`` due items (oldest first) with their stored rows."""
+    due = (
+        select(inbound_queue.c.id)
+        .where(inbound_queue.c.state == "pending", inbound_queue.c.available_at <= now,
+               or_(inbound_queue.c.claimed_at.is_(None),
+                   inbound_queue.c.claimed_at < now - lease))
+        .order_by(inbound_queue.c.available_at, inbound_queue.c.id).limit(limit)
+        .with_for_update(skip_locked=True).cte("due")
+    )
+    claimed = (
+        update(inbound_queue).where(inbound_queue.c.id == due.c.id)
+        .values(claimed_by=worker, claimed_at=now, attempts=inbound_queue.c.attempts + 1)
+        .returning(inbound_queue.c.id, inbound_queue.c.message_id, inbound_queue.c.kind,
+                   inbound_queue.c.link, inbound_queue.c.smsc_message_id,
+                   inbound_queue.c.attempts)
+        .cte("claimed")
+    )
+    rows = conn.execute(
+        select(claimed, messages.c.channel, messages.c.kind.label("message_kind"),
+               messages.c.peer, messages.c.payload, messages.c.part_seq,
+               messages.c.part_total, messages.c.meta, messages.c.created_at)
+        .join(messages, messages.c.id == claimed.c.message_id)
+        .order_by(claimed.c.id)
+    ).all()
+    return [QueueEntry(int(r.id), int(r.message_id), r.kind, r.link, r.smsc_message_id,
+                       int(r.attempts), r.channel, r.message_kind, r.peer, bytes(r.payload),
+                       r.part_seq, r.part_total, r.meta, r.created_at) for r in rows]
+
+
+def lock_entry_txn(conn: Connection, entry_id: int, worker: str) -> bool:
+    """Lock a claimed item for applying; False if it is gone or another worker took it over."""
+    row = conn.execute(
+        select(inbound_queue.c.claimed_by).where(inbound_queue.c.id == entry_id)
+        .with_for_update()
+    ).first()
+    return row is not None and row.claimed_by == worker
+
+
+def finish_txn(conn: Connection, entry_id: int) -> None:
+    """The item is applied: remove it from the queue."""
+    conn.execute(delete(inbound_queue).where(inbound_queue.c.id == entry_id))
+
+
+def requeue_txn(conn: Connection, entry_id: int, *, available_at: datetime,
+                error: str | None = None) -> None:
+    """Give a claimed item back, to be claimed again at ``available_at``."""
+    conn.execute(update(inbound_queue).where(inbound_queue.c.id == entry_id).values(
+        claimed_by=None, claimed_at=None, available_at=available_at, last_error=error))
+
+
+def fail_entry_txn(conn: Connection, entry_id: int, error: str) -> None:
+    """Park an item that failed too often (kept, with its error, for an operator)."""
+    conn.execute(update(inbound_queue).where(inbound_queue.c.id == entry_id).values(
+        state="failed", claimed_by=None, claimed_at=None, last_error=error))
+
+
+def wait_for_submit_txn(conn: Connection, entry_id: int, *, message_id: int, link: str,
+                        smsc_message_id: str) -> None:
+    """Keep a receipt whose submit is not recorded yet, keyed by (link, SMSC id)."""
+    conn.execute(update(inbound_queue).where(inbound_queue.c.id == entry_id).values(
+        state="waiting", kind="dlr", message_id=message_id, link=link,
+        smsc_message_id=smsc_message_id, claimed_by=None, claimed_at=None))
+
+
+def wake_receipts_txn(conn: Connection, *, link: str, smsc_message_ids: Sequence[str],
+                      now: datetime) -> int:
+    """Receipts waiting for these submits (or in flight) become due now; returns how many.
+
+    Called in the transaction that records the submit.  Receipt items are
+    locked by the transaction applying them, so whichever of the two commits
+    second sees the other: a receipt is never left waiting for a submit that
+    is recorded.
+    """
+    result = conn.execute(
+        update(inbound_queue)
+        .where(and_(inbound_queue.c.kind == "dlr", inbound_queue.c.link == link,
+                    inbound_queue.c.smsc_message_id.in_(list(smsc_message_ids))))
+        .values(state="pending", available_at=now)
+    )
+    return int(result.rowcount)
+
+
+def expire_waiting_txn(conn: Connection, *, before: datetime) -> int:
+    """Drop receipts that waited since before ``before`` for a submit never recorded.
+
+    Their stored rows keep the bytes and say why (``error``).
+    """
+    ids = select(inbound_queue.c.message_id).where(
+        inbound_queue.c.state == "waiting", inbound_queue.c.created_at < before)
+    conn.execute(update(messages).where(messages.c.id.in_(ids))
+                 .values(error="receipt for a message never submitted here"))
+    return int(conn.execute(delete(inbound_queue).where(
+        inbound_queue.c.state == "waiting", inbound_queue.c.created_at < before)).rowcount)
+
+
+def queue_depth_txn(conn: Connection) -> dict[str, int]:
+    """Items in the queue by state."""
+    rows = conn.execute(select(inbound_queue.c.state, func.count())
+                        .group_by(inbound_queue.c.state)).all()
+    return {str(state): int(n) for state, n in rows}

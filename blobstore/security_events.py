@@ -1,0 +1,47 @@
+"""Security events: verified alerts and what the server noticed about a device.
+
+Examples: an alert (``alert:sim_changed``), a SIM-change alert relayed from a
+number other than the one it reports (``sender_mismatch``), an alert raised
+too long ago (``stale_alert``).  Written in the transaction that applies the
+message they are about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from blobstore.schema import security_events
+
+
+@dataclass(frozen=True)
+class SecurityEventRecord:
+    """One security event (plain data)."""
+
+    id: int
+    device_id: int | None
+    kind: str
+    message_id: int | None
+    at: datetime
+    details: Mapping[str, Any]
+
+
+def record_security_event_txn(conn: Connection, *, device_id: int | None, kind: str,
+                              message_id: int | None, now: datetime,
+                              details: Mapping[str, Any] | None = None) -> int:
+    """Append one security event; return its id."""
+    return int(conn.execute(insert(security_events).values(
+        device_id=device_id, kind=kind, message_id=message_id, at=now,
+        details=dict(details or {})).returning(security_events.c.id)).scalar_one())
+
+
+def device_security_events_txn(conn: Connection, device_id: int, *,
+                               limit: int = 100) -> list[SecurityEventRecord]:
+    """A device's security events, newest first."""
+    rows = conn.execute(select(security_events).where(security_events.c.device_id == device_id)
+                        .order_by(security_events.c.id.desc()).limit(limit)).all()
+    return [SecurityEventRecord(**dict(r._mapping)) for r in rows]

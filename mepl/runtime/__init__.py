@@ -1,0 +1,1 @@
+"""The running loop: the transactions of both flows, the dispatcher's and inbound worker's."""

@@ -1,0 +1,207 @@
+"""The transactions of the outbound flow: claim and seal, submitted, failed, housekeeping.
+
+Each function is one whole transaction for :meth:`DatabasePool.run_interaction`.
+The frame is sealed *inside* the claiming transaction, so a counter and the
+exact bytes that carry it are committed together before anything is sent: a
+resend after a crash or a temporary failure sends the same bytes, never a
+second counter.  Each frame is sealed with the server key the device has
+accepted (``device_server_keys``), not simply the newest one.  Every state
+change goes through the lifecycle table and leaves a ``command_events`` row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from blobstore.commands import CommandRecord, command_record
+from blobstore.counters import allocate_counter_txn
+from blobstore.inbound_queue import expire_waiting_txn, wake_receipts_txn
+from blobstore.lifecycle import bulk_transition_txn, transition_txn
+from blobstore.messages import NewMessage, insert_messages_txn
+from blobstore.schema import commands, devices, messages
+from blobstore.server_keys import device_keys_txn
+from mepl.core import lifecycle
+from mepl.core.lifecycle import Event
+
+
+@dataclass(frozen=True)
+class ClaimedCommand:
+    """A command claimed for sending, with what sealing and routing need."""
+
+    command_id: int
+    device_id: int
+    imei: str
+    msisdn: str | None
+    opcode: str
+    arguments: Mapping[str, Any]
+    not_after: datetime
+    key_id: int
+    counter: int
+    frame: bytes | None
+
+
+@dataclass(frozen=True)
+class ReadyCommand:
+    """A claimed command whose sealed frame is committed: ready to submit."""
+
+    command_id: int
+    device_id: int
+    msisdn: str
+    frame: bytes
+    attempts: int
+
+
+Sealer = Callable[[ClaimedCommand], bytes]
+
+
+def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
+                       limit: int) -> list[CommandRecord]:
+    """Claim up to ``limit`` due commands for ``worker``: queued -> sending.
+
+    Rows locked by another dispatcher are skipped, not waited for.  Order:
+    priority (lower first), then age.  Each claim counts as an attempt.
+    """
+    rows = bulk_transition_txn(
+        conn, Event.CLAIM, machine=lifecycle, now=now, actor=worker,
+        where=(commands.c.next_attempt_at <= now, commands.c.not_after > now),
+        order_by=(commands.c.priority, commands.c.created_at, commands.c.id), limit=limit,
+        values={"claimed_by": worker, "claimed_at": now, "attempts": commands.c.attempts + 1},
+        returning=tuple(c for c in commands.c if c.name not in ("id", "device_id")))
+    return sorted((command_record(r) for r in rows),
+                  key=lambda c: (c.priority, c.created_at, c.id))
+
+
+def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: int,
+                       key_id: int, seal: Sealer) -> list[ReadyCommand]:
+    """Claim due commands (queued -> sending), seal the new ones, commit their frames.
+
+    ``key_id`` is the key for devices that have none on record yet (they
+    are pinned to it).  A command that already has a frame (a resend) keeps
+    it.  A command that cannot be sent (no phone number, a retired device,
+    arguments that do not encode) fails here with the reason.
+    """
+    claimed = claim_commands_txn(conn, worker=worker, now=now, limit=limit)
+    if not claimed:
+        return []
+    ids = {c.device_id for c in claimed}
+    info = {int(r.id): r for r in conn.execute(
+        select(devices.c.id, devices.c.imei, devices.c.msisdn, devices.c.state)
+        .where(devices.c.id.in_(ids)))}
+    keys = device_keys_txn(conn, [c.device_id for c in claimed if c.frame is None],
+                           default_key=key_id)
+    ready: list[ReadyCommand] = []
+    for record in claimed:
+        device = info[record.device_id]
+        error = None
+        if device.state == "retired":
+            error = "device is retired"
+        elif device.msisdn is None:
+            error = "device has no phone number"
+        frame = record.frame
+        if error is None and frame is None:
+            device_key = keys[record.device_id]
+            counter = allocate_counter_txn(conn, device_key, record.device_id)
+            try:
+                frame = seal(ClaimedCommand(
+                    record.id, record.device_id, device.imei, device.msisdn, record.opcode,
+                    record.arguments, record.not_after, device_key, counter, None))
+            except ValueError as exc:
+                error = f"cannot encode command: {exc}"
+            else:
+                conn.execute(update(commands).where(commands.c.id == record.id)
+                             .values(counter=counter, key_id=device_key, frame=frame))
+        if error is not None or frame is None:
+            transition_txn(conn, record.id, Event.SEAL_FAILED, machine=lifecycle, now=now,
+                           actor=worker, details={"error": error}, last_error=error)
+            continue
+        ready.append(ReadyCommand(record.id, record.device_id, device.msisdn, frame,
+                                  record.attempts))
+    return ready
+
+
+def record_submitted_txn(conn: Connection, command: ReadyCommand, *, link: str,
+                         channel: str, message_ids: Sequence[str], now: datetime,
+                         actor: str = "dispatcher") -> bool:
+    """Store one ``mt`` row per part, wake receipts that came first; sending -> sent."""
+    total = len(message_ids)
+    insert_messages_txn(conn, [NewMessage(
+        direction="out", channel=channel,  # type: ignore[arg-type]
+        kind="mt", payload=command.frame, link=link, peer=command.msisdn,
+        device_id=command.device_id, command_id=command.command_id,
+        smsc_message_id=message_id, part_seq=seq, part_total=total, created_at=now)
+        for seq, message_id in enumerate(message_ids, start=1)])
+    wake_receipts_txn(conn, link=link, smsc_message_ids=message_ids, now=now)
+    done = transition_txn(conn, command.command_id, Event.SUBMITTED, machine=lifecycle,
+                          now=now, actor=actor, details={"link": link,
+                                                         "message_ids": list(message_ids)})
+    return done is not None and done.changed
+
+
+def record_submit_failure_txn(conn: Connection, command_id: int, *, error: str,
+                              retry_at: datetime | None, now: datetime,
+                              actor: str = "dispatcher") -> str:
+    """A submit failed: back to the queue until ``retry_at``, or failed when None."""
+    if retry_at is not None:
+        transition_txn(conn, command_id, Event.SUBMIT_RETRY, machine=lifecycle, now=now,
+                       actor=actor, details={"error": error}, last_error=error,
+                       next_attempt_at=retry_at)
+        return "queued"
+    transition_txn(conn, command_id, Event.SUBMIT_FAILED, machine=lifecycle, now=now,
+                   actor=actor, details={"error": error}, last_error=error)
+    return "failed"
+
+
+@dataclass(frozen=True)
+class Housekeeping:
+    """What one housekeeping pass changed."""
+
+    expired: int
+    released: int
+    resent: int
+    parts_expired: int = 0
+    receipts_dropped: int = 0
+
+
+def housekeeping_txn(conn: Connection, *, now: datetime, stale_before: datetime,
+                     unanswered_before: datetime, max_attempts: int,
+                     parts_before: datetime | None = None,
+                     receipts_before: datetime | None = None,
+                     actor: str = "housekeeping") -> Housekeeping:
+    """Keep the queue moving whatever happened to the processes that worked on it.
+
+    Expires unfinished commands past their not-after; puts back in the queue
+    commands claimed before ``stale_before`` and never sent (their process
+    died); and queues again, for a resend of the same bytes, commands sent or
+    delivered before ``unanswered_before`` without a reply, up to
+    ``max_attempts`` attempts (the handset answers a repeated frame with its
+    stored reply and does not execute it twice).  Inbound parts stored before
+    ``parts_before`` whose message never completed are marked expired, and
+    receipts that waited since ``receipts_before`` for an unknown submit are
+    dropped (their rows stay, with the reason).  The states each step moves
+    commands out of come from the lifecycle table.
+    """
+    def bulk(event: Event, *where: Any, **values: Any) -> int:
+        return len(bulk_transition_txn(conn, event, machine=lifecycle, now=now, actor=actor,
+                                       where=where, values=values))
+
+    expired = bulk(Event.EXPIRE, commands.c.not_after <= now)
+    released = bulk(Event.RELEASE, commands.c.claimed_at < stale_before)
+    resent = bulk(Event.RESEND, commands.c.updated_at < unanswered_before,
+                  commands.c.attempts < max_attempts, commands.c.not_after > now,
+                  next_attempt_at=now, last_error="no reply: resending the same frame")
+    parts_expired = 0
+    if parts_before is not None:
+        parts_expired = int(conn.execute(
+            update(messages)
+            .where(messages.c.kind == "mo", messages.c.direction == "in",
+                   messages.c.part_total > 1, messages.c.created_at < parts_before,
+                   messages.c.error.is_(None), messages.c.meta["assembled"].astext.is_(None))
+            .values(error="incomplete concatenated message expired")
+        ).rowcount)
+    dropped = 0 if receipts_before is None else expire_waiting_txn(conn, before=receipts_before)
+    return Housekeeping(expired, released, resent, parts_expired, dropped)
