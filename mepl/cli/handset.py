@@ -5,7 +5,10 @@ numbers, counter windows, stored replies, alert counter; no secrets) and
 ``device.key.pem`` (the device's private key: mode 0600, or encrypted with
 ``$MEPL_KEY_PASSPHRASE`` / ``--passphrase-file``).  ``receive`` prints the
 decoded command as JSON and exits 0, or prints the rejection reason on
-stderr and exits 1; ``alert`` prints a signed alert frame in hex.
+stderr and exits 1; ``alert`` prints a signed alert frame in hex.  The handset's own number
+(``init --msisdn``, or the ``--msisdn`` of its last ``alert sim-changed``) is
+kept in the state; ``alert sim-changed --msisdn`` signs the new SIM's number
+into the alert, which is the number the server records (never the sender's).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def register(subparsers: Any) -> None:
     init.add_argument("--bundle", type=Path, required=True, metavar="FILE",
                       help="bundle from `mepl keys export-provisioning` (JSON or QR string)")
     init.add_argument("--imei", required=True)
+    init.add_argument("--msisdn", metavar="NUMBER",
+                      help="the handset's own number, E.164 with + (if it knows it)")
     init.set_defaults(func=_init)
 
     receive = sub.add_parser("receive", help="process one command frame")
@@ -61,6 +66,9 @@ def register(subparsers: Any) -> None:
     alert.add_argument("type", choices=[t.name.lower().replace("_", "-") for t in AlertType])
     alert.add_argument("--imsi")
     alert.add_argument("--iccid")
+    alert.add_argument("--msisdn", metavar="NUMBER",
+                       help="sim-changed, invalid-sim: the SIM's own number, E.164 with + "
+                            "(signed; sim-changed also records it as the handset's number)")
     alert.add_argument("--defect", type=int)
     alert.add_argument("--detail")
     alert.add_argument("--fence-id", type=int)
@@ -107,8 +115,8 @@ def _init(args: argparse.Namespace) -> int:
         args.state.mkdir(parents=True, exist_ok=True, mode=0o700)
         fresh = SigningKey.generate(1)
         key = SigningKey(device_key_id(fresh.public.raw), fresh.private_key)
+        handset = Handset.from_bundle(bundle, key, msisdn=args.msisdn)
         write_private_key(args.state / KEY_FILE, key, _passphrase(args))
-        handset = Handset.from_bundle(bundle, key)
         _save(args.state)(handset)
     except (SigningError, ValueError, OSError) as exc:
         return fail(str(exc))
@@ -139,7 +147,8 @@ def _receive(args: argparse.Namespace) -> int:
 
 
 def _alert(args: argparse.Namespace) -> int:
-    fields = {"imsi": args.imsi, "iccid": args.iccid, "defect": args.defect,
+    fields = {"imsi": args.imsi, "iccid": args.iccid, "msisdn": args.msisdn,
+              "defect": args.defect,
               "detail": args.detail, "fence_id": args.fence_id, "lat_e7": args.lat_e7,
               "lon_e7": args.lon_e7}
     try:

@@ -116,6 +116,30 @@ def test_cli_alert_from_handset_verifies_on_the_server(cli: Cli) -> None:
     assert json.loads(cli.phone("show")[1])["alert_counter"] == 5
 
 
+def test_cli_sim_changed_alert_signs_the_new_number_and_the_handset_keeps_it(cli: Cli) -> None:
+    device_key = cli.provision()
+    status, alert, err = cli.phone("alert", "sim-changed", "--imsi", "234150999999999",
+                                   "--msisdn", "+447700900456", "--now", NOW)
+    assert status == 0, err
+    opened = json.loads(cli.keys("verify-alert", "--imei", IMEI, "--device-key", device_key,
+                                 "--alert", alert))
+    assert opened["args"] == {"imsi": "234150999999999", "msisdn": "+447700900456"}
+    assert json.loads(cli.phone("show")[1])["msisdn"] == "+447700900456"
+    status, out, err = cli.phone("alert", "sim-changed", "--imsi", "234150999999999",
+                                 "--msisdn", "447700900456")
+    assert (status, out) == (2, "") and "msisdn" in err and "E.164" in err
+
+
+def test_cli_handset_init_records_its_own_number(cli: Cli) -> None:
+    cli.keys("init", "--trusted-number", NUMBER)
+    bundle = cli.tmp / "bundle.json"
+    cli.keys("export-provisioning", "--imei", IMEI, "--output", str(bundle))
+    status, _, err = cli.phone("init", "--bundle", str(bundle), "--imei", IMEI,
+                               "--msisdn", "+447700900789")
+    assert status == 0, err
+    assert json.loads(cli.phone("show")[1])["msisdn"] == "+447700900789"
+
+
 def test_cli_rotation_delivers_the_next_key_and_retires_the_old(cli: Cli) -> None:
     cli.provision()
     assert cli.keys("rotate") == "2"
