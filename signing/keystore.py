@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from cryptography import x509
 
@@ -137,16 +137,6 @@ class ServerKeyStore:
                  for k in index.keys}
         return ProvisioningBundle(index.server_id, imei, index.keys, index.trusted_numbers,
                                   cert_to_pem(self.ca_cert()), certs)
-
-    def next_counter(self, imei: str, key_id: int) -> int:
-        """A local per-(device, key) counter for ``mepl keys seal`` (testing only;
-        the MEPL allocates counters in its database)."""
-        path = self.directory / "seal-counters.json"
-        data: dict[str, Any] = read_json(path) if path.exists() else {}
-        slot = f"{imei}/{key_id}"
-        data[slot] = int(data.get(slot, 0)) + 1
-        write_json(path, data)
-        return int(data[slot])
 
     def _save(self, index: KeyIndex) -> None:
         write_json(self.index_path, {

@@ -4,7 +4,8 @@
 certificate); ``rotate`` adds the next key and makes it active (old keys stay
 for the overlap); ``show`` prints the public index; ``export-provisioning``
 prints a device's bundle as JSON or a QR string; ``seal`` signs a command
-frame (for testing and debugging: the MEPL seals in its dispatcher);
+frame under the ``--counter`` it is given (for testing and test vectors only:
+the MEPL seals in its dispatcher, with counters allocated in its database);
 ``verify-reply`` and ``verify-alert`` check device frames.  Private keys are
 encrypted with ``$MEPL_KEY_PASSPHRASE`` or ``--passphrase-file`` when either
 is set, otherwise written as mode 0600 files.  Nothing here prints a private
@@ -91,12 +92,20 @@ def register(subparsers: Any) -> None:
     export.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
     export.set_defaults(func=_export)
 
-    seal = sub.add_parser("seal", help="sign a command frame for a device (prints hex)")
+    seal = sub.add_parser(
+        "seal", help="sign a command frame for a device (prints hex; testing only)",
+        description="Sign one command frame for testing, debugging and test vectors. "
+                    "The running server seals commands itself, under counters allocated "
+                    "in its database; this command knows nothing of them, so the counter "
+                    "is given explicitly and a device that has received the server's "
+                    "commands refuses a counter it has already seen.")
     seal.add_argument("--imei", required=True)
     seal.add_argument("--opcode", required=True,
                       help="one of: " + ", ".join(op.name.lower() for op in Opcode))
     seal.add_argument("--args", default="{}", metavar="JSON", help='arguments, e.g. {"minutes": 5}')
-    seal.add_argument("--counter", type=int, help="default: the next local counter")
+    seal.add_argument("--counter", type=int, metavar="N",
+                      help="required: the frame's counter (1..2^48-1, per key and device); "
+                           "not taken from the server's database")
     seal.add_argument("--key-id", type=int, help="default: the active key (rotate_key: the one "
                                                  "before it)")
     seal.add_argument("--valid-minutes", type=int,
@@ -210,10 +219,14 @@ def _command(args: argparse.Namespace, store: ServerKeyStore) -> tuple[Command, 
 
 @_guard
 def _seal(args: argparse.Namespace) -> int:
+    if args.counter is None:
+        return fail("--counter N is required: the server's counters are in its database "
+                    "and `mepl keys seal` does not use them (it is for testing and test "
+                    "vectors); give the counter the device should see")
     store = _store(args)
     command, signer = _command(args, store)
     key = store.signing_key(signer, _passphrase(args))
-    counter = args.counter if args.counter is not None else store.next_counter(args.imei, signer)
+    counter = args.counter
     now = parse_now(args.now)
     minutes = args.valid_minutes
     if minutes is None:

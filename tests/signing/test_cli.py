@@ -23,6 +23,7 @@ class Cli:
         self.tmp = tmp_path
         self.capsys = capsys
         self.transcript: list[str] = []
+        self.counter = 0
 
     def run(self, *argv: str) -> tuple[int, str, str]:
         status = main(list(argv))
@@ -51,7 +52,10 @@ class Cli:
         return device_key
 
     def seal(self, opcode: str, *argv: str) -> str:
-        return self.keys("seal", "--imei", IMEI, "--opcode", opcode, "--now", NOW, *argv)
+        """Seal under this test's own counter (the server's counters are in its database)."""
+        self.counter += 1
+        return self.keys("seal", "--imei", IMEI, "--opcode", opcode, "--now", NOW,
+                         "--counter", str(self.counter), *argv)
 
     def receive(self, frame: str, sender: str = NUMBER) -> tuple[int, str, str]:
         return self.phone("receive", "--from", sender, "--hex", frame, "--now", NOW)
@@ -165,7 +169,7 @@ def test_cli_encrypts_keys_with_the_passphrase_and_never_prints_secrets(
     cli.keys("show")
     monkeypatch.delenv("MEPL_KEY_PASSPHRASE")
     status, _, err = cli.run("keys", "seal", "--state-dir", str(cli.server), "--imei", IMEI,
-                             "--opcode", "wake")
+                             "--opcode", "wake", "--counter", "9")
     assert status == 2 and "encrypted" in err
     everything = "\n".join(cli.transcript)
     assert "PRIVATE KEY" not in everything and "pass-phrase-123" not in everything
@@ -191,9 +195,35 @@ def test_cli_text_armoured_frame_is_received_like_the_binary_one(cli: Cli) -> No
 def test_cli_seal_with_bad_arguments_fails_with_a_clear_message(cli: Cli) -> None:
     cli.provision()
     status, out, err = cli.run("keys", "seal", "--state-dir", str(cli.server), "--imei", IMEI,
-                               "--opcode", "sleep", "--args", '{"minutes": -1}')
+                               "--opcode", "sleep", "--args", '{"minutes": -1}', "--counter", "1")
     assert (status, out) == (2, "")
     assert "minutes" in err and "0..65535" in err
+
+
+def test_cli_seal_needs_an_explicit_counter_and_keeps_no_counter_file(cli: Cli) -> None:
+    cli.provision()
+    before = sorted(p.name for p in (cli.server / "keys").iterdir())
+    status, out, err = cli.run("keys", "seal", "--state-dir", str(cli.server), "--imei", IMEI,
+                               "--opcode", "wake")
+    assert (status, out) == (2, "")
+    assert "--counter" in err and "database" in err and "testing" in err
+    frame = cli.seal("wake", "--counter", "41")
+    status, out, err = cli.receive(frame)
+    assert status == 0, err
+    assert json.loads(out)["counter"] == 41
+    assert cli.receive(cli.seal("wake", "--counter", "41"))[0] == 0, "same counter, same frame"
+    assert sorted(p.name for p in (cli.server / "keys").iterdir()) == before
+    status, _, err = cli.run("keys", "seal", "--state-dir", str(cli.server), "--imei", IMEI,
+                             "--opcode", "wake", "--counter", "0")
+    assert status == 2 and "counter" in err
+
+
+def test_cli_keys_seal_help_says_the_counter_is_required(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["keys", "seal", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--counter N" in text and "required" in text and "database" in text
 
 
 def test_cli_keys_dir_and_passphrase_file_come_from_the_signing_config(
