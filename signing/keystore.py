@@ -25,7 +25,7 @@ from signing.keyfiles import (
     write_private_key,
     write_public,
 )
-from signing.keys import SigningKey, VerifyKey
+from signing.keys import SigningKey, VerifyKey, check_passphrase
 from signing.provisioning import ProvisioningBundle
 
 INDEX_FORMAT: Final = "mepl-keys/1"
@@ -67,9 +67,12 @@ class ServerKeyStore:
     def init(self, *, now: datetime, passphrase: bytes | None,
              trusted_numbers: tuple[str, ...] = (), ca_cert_path: Path | None = None,
              ca_key_path: Path | None = None) -> KeyIndex:
-        """Create the CA (unless given) and signing key 1 with its certificate."""
+        """Create the CA (unless given) and signing key 1 with its certificate
+        (a weak ``passphrase`` is refused before anything is created)."""
         if self.exists():
             raise KeyFileError(f"{self.index_path} exists: keys are already initialised")
+        if passphrase:
+            check_passphrase(passphrase)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (ca_cert_path is None) != (ca_key_path is None):
             raise KeyFileError("give both the CA certificate and the CA key, or neither")
@@ -97,7 +100,10 @@ class ServerKeyStore:
         return key.public
 
     def rotate(self, *, now: datetime, passphrase: bytes | None) -> VerifyKey:
-        """Create the next signing key and make it active; older keys stay (overlap)."""
+        """Create the next signing key and make it active; older keys stay (overlap).
+        The new key is encrypted with ``passphrase``, so it must not be weak."""
+        if passphrase:
+            check_passphrase(passphrase)
         index = self.load()
         ca_key = read_private_key(index.ca_key_path, 1, passphrase)
         next_id = max(k.key_id for k in index.keys) + 1

@@ -17,12 +17,19 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mepl.cli.common import fail
-from mepl.cli.keys import add_passphrase_option, hex_bytes, iso_time, parse_now
+from mepl.cli.keys import (
+    add_passphrase_option,
+    hex_bytes,
+    iso_time,
+    key_warnings_on_stderr,
+    parse_now,
+)
 from signing.alerts import AlertType, make_alert
 from signing.errors import FrameRejected, SigningError
 from signing.handset import Handset
@@ -52,7 +59,7 @@ def register(subparsers: Any) -> None:
     init.add_argument("--imei", required=True)
     init.add_argument("--msisdn", metavar="NUMBER",
                       help="the handset's own number, E.164 with + (if it knows it)")
-    init.set_defaults(func=_init)
+    init.set_defaults(func=_warning_keys(_init))
 
     receive = sub.add_parser("receive", help="process one command frame")
     receive.add_argument("--from", dest="sender", required=True, metavar="NUMBER")
@@ -60,7 +67,7 @@ def register(subparsers: Any) -> None:
     source.add_argument("--hex", type=hex_bytes, metavar="FRAME", help="the frame in hex")
     source.add_argument("--text", metavar="TEXT", help="the text-armoured frame (M1:...)")
     receive.add_argument("--now", type=iso_time, help="ISO 8601 time (default: now)")
-    receive.set_defaults(func=_receive)
+    receive.set_defaults(func=_warning_keys(_receive))
 
     alert = sub.add_parser("alert", help="sign an alert (prints the frame in hex)")
     alert.add_argument("type", choices=[t.name.lower().replace("_", "-") for t in AlertType])
@@ -75,7 +82,7 @@ def register(subparsers: Any) -> None:
     alert.add_argument("--lat-e7", type=int)
     alert.add_argument("--lon-e7", type=int)
     alert.add_argument("--now", type=iso_time, help="ISO 8601 time (default: now)")
-    alert.set_defaults(func=_alert)
+    alert.set_defaults(func=_warning_keys(_alert))
 
     show = sub.add_parser("show", help="print the handset state (no private key)")
     show.set_defaults(func=_show)
@@ -84,6 +91,15 @@ def register(subparsers: Any) -> None:
         parser.add_argument("--state", type=Path, required=True, metavar="DIR",
                             help="the handset's state directory")
         add_passphrase_option(parser)
+
+
+def _warning_keys(func: Callable[[argparse.Namespace], int]) -> Callable[
+        [argparse.Namespace], int]:
+    """Run ``func`` printing key-file warnings (an unencrypted device key) on stderr."""
+    def wrapper(args: argparse.Namespace) -> int:
+        with key_warnings_on_stderr():
+            return func(args)
+    return wrapper
 
 
 def _passphrase(args: argparse.Namespace) -> bytes | None:

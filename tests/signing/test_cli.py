@@ -23,12 +23,17 @@ class Cli:
         self.tmp = tmp_path
         self.capsys = capsys
         self.transcript: list[str] = []
+        self.warnings: list[str] = []
         self.counter = 0
 
     def run(self, *argv: str) -> tuple[int, str, str]:
+        """Run ``mepl argv``; stderr without its key-file warnings (kept in ``warnings``)."""
         status = main(list(argv))
         out, err = self.capsys.readouterr()
         self.transcript += [out, err]
+        lines = err.strip().splitlines()
+        self.warnings += [line for line in lines if line.startswith("mepl: warning: ")]
+        err = "\n".join(line for line in lines if not line.startswith("mepl: warning: "))
         return status, out.strip(), err.strip()
 
     def ok(self, *argv: str) -> str:
@@ -102,6 +107,8 @@ def test_cli_rejections_exit_1_with_the_reason_and_no_reply(cli: Cli) -> None:
     assert status == 1 and "wrong_command" in err
     state = json.loads(cli.phone("show")[1])
     assert state["rejected"] == {"bad_signature": 1, "untrusted_sender": 1}
+    device_key_file = str(cli.handset / "device.key.pem")
+    assert any(device_key_file in w and "unencrypted" in w for w in cli.warnings)
 
 
 def test_cli_alert_from_handset_verifies_on_the_server(cli: Cli) -> None:
@@ -229,7 +236,7 @@ def test_cli_keys_seal_help_says_the_counter_is_required(
 def test_cli_keys_dir_and_passphrase_file_come_from_the_signing_config(
         cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = cli.tmp / "passphrase"
-    secret.write_text("from-a-file\n")
+    secret.write_text("from a config file\n")
     monkeypatch.setenv("MEPL_SIGNING__KEYS_DIR", str(cli.tmp / "elsewhere"))
     monkeypatch.setenv("MEPL_SIGNING__PASSPHRASE_FILE", str(secret))
     cli.keys("init")
