@@ -47,6 +47,13 @@ def key_warnings() -> Iterator[list[str]]:
         globalLogPublisher.removeObserver(observer)
 
 
+def _write_old_format(path: Path, key: SigningKey) -> None:
+    """A key file as earlier releases wrote it: 2,048 iterations, passphrase "x"."""
+    path.write_bytes(key.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"x")))
+
+
 def _asn1(path: Path) -> str:
     result = subprocess.run(["openssl", "asn1parse", "-i", "-in", str(path)],
                             capture_output=True, text=True, check=True)
@@ -114,9 +121,7 @@ def test_old_2048_iteration_file_with_a_short_passphrase_still_loads_with_a_warn
         tmp_path: Path) -> None:
     key = SigningKey.generate(2)
     path = tmp_path / "server-0002.key.pem"
-    path.write_bytes(key.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(b"x")))
+    _write_old_format(path, key)
     assert re.search(r"INTEGER\s+:0800\b", _asn1(path)), "the old format: 2048 iterations"
     with key_warnings() as warnings:
         assert read_private_key(path, 2, b"x").public == key.public
@@ -130,9 +135,7 @@ def test_file_re_encrypted_with_the_documented_openssl_command_loads_quietly(
         tmp_path: Path) -> None:
     key = SigningKey.generate(2)
     old = tmp_path / "old.pem"
-    old.write_bytes(key.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(b"x")))
+    _write_old_format(old, key)
     secret = tmp_path / "pass"
     secret.write_bytes(STRONG)
     new = tmp_path / "new.pem"
