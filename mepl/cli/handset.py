@@ -5,10 +5,11 @@ numbers, counter windows, stored replies, alert counter; no secrets) and
 ``device.key.pem`` (the device's private key: mode 0600, or encrypted with
 ``$MEPL_KEY_PASSPHRASE`` / ``--passphrase-file``).  ``receive`` prints the
 decoded command as JSON and exits 0, or prints the rejection reason on
-stderr and exits 1; ``alert`` prints a signed alert frame in hex.  The handset's own number
-(``init --msisdn``, or the ``--msisdn`` of its last ``alert sim-changed``) is
-kept in the state; ``alert sim-changed --msisdn`` signs the new SIM's number
-into the alert, which is the number the server records (never the sender's).
+stderr and exits 1; ``alert`` prints a signed alert frame in hex.  The
+handset's own number (``init --msisdn``, or the ``--msisdn`` of its last
+``alert sim-changed``) is kept in the state; ``alert sim-changed --msisdn``
+signs the new SIM's number into the alert: the number the server may record,
+never the SMS sender.
 """
 
 from __future__ import annotations
@@ -164,9 +165,8 @@ def _receive(args: argparse.Namespace) -> int:
 
 def _alert(args: argparse.Namespace) -> int:
     fields = {"imsi": args.imsi, "iccid": args.iccid, "msisdn": args.msisdn,
-              "defect": args.defect,
-              "detail": args.detail, "fence_id": args.fence_id, "lat_e7": args.lat_e7,
-              "lon_e7": args.lon_e7}
+              "defect": args.defect, "detail": args.detail, "fence_id": args.fence_id,
+              "lat_e7": args.lat_e7, "lon_e7": args.lon_e7}
     try:
         handset = _load(args)
         alert = make_alert(args.type, **{k: v for k, v in fields.items() if v is not None})
