@@ -1,4 +1,13 @@
-"""Unsolicited device alerts: types and their argument fields."""
+"""Unsolicited device alerts: types and their argument fields.
+
+``sim_changed`` and ``invalid_sim`` may carry ``msisdn`` (tag 0x03), the
+phone number of the SIM concerned, as known to the device.  It is inside the
+signature, unlike the SMS sender, so it is what the server may record as the
+device's number.  Decoded, ``alert.args["msisdn"]`` is a ``str``: ``"+"`` and
+the E.164 digits, e.g. ``"+447700900123"`` (the wire holds the digits only, as
+packed BCD); the key is absent when the device did not send a number.
+``imsi`` and ``iccid`` are ``str`` of decimal digits.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +35,12 @@ ALERT_ARGUMENTS: Mapping[AlertType, tuple[Field, ...]] = {
     AlertType.SIM_CHANGED: (
         Field(0x01, "imsi", Kind.DIGITS),
         Field(0x02, "iccid", Kind.DIGITS, required=False),
+        Field(0x03, "msisdn", Kind.NUMBER, required=False),
     ),
     AlertType.INVALID_SIM: (
         Field(0x01, "imsi", Kind.DIGITS, required=False),
         Field(0x02, "iccid", Kind.DIGITS, required=False),
+        Field(0x03, "msisdn", Kind.NUMBER, required=False),
     ),
     AlertType.PROVISIONING_DEFECT: (
         Field(0x01, "defect", Kind.U8),

@@ -3,7 +3,9 @@
 Commands and alerts declare their arguments as tuples of :class:`Field`
 (tag, name, kind, required, range).  Python values are normalised to
 ``bool``, ``int``, ``str``, ``bytes`` or ``tuple[str, ...]``; JSON uses hex
-for ``bytes`` and lists for tuples.
+for ``bytes`` and lists for tuples.  Phone numbers (kinds ``NUMBER`` and
+``NUMBERS``) are ``"+"`` and the E.164 digits in Python and JSON, packed BCD
+digits without the ``+`` on the wire.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Kind(enum.Enum):
     U32 = "u32"
     I32 = "i32"
     DIGITS = "digits"
+    NUMBER = "number"
     NUMBERS = "numbers"
     UTF8 = "utf8"
     GSM7 = "gsm7"
@@ -95,6 +98,8 @@ def normalise(field: Field, raw: Any) -> Value:
         if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 20:
             raise EncodingError(f"{where} must be 1..20 decimal digits")
         return raw
+    if kind is Kind.NUMBER:
+        return _e164(where, raw)
     if kind is Kind.NUMBERS:
         return _normalise_numbers(where, raw)
     if kind in (Kind.UTF8, Kind.GSM7):
@@ -124,17 +129,20 @@ def normalise(field: Field, raw: Any) -> Value:
     return items
 
 
+def _e164(where: str, item: Any) -> str:
+    """``item`` if it is ``"+"`` and 3..15 digits (an E.164 number), else EncodingError."""
+    digits = item[1:] if isinstance(item, str) and item.startswith("+") else None
+    if digits is None or not digits.isascii() or not digits.isdigit() or not 3 <= len(
+        digits
+    ) <= 15:
+        raise EncodingError(f"{where}: {item!r} is not an E.164 number (+ and 3..15 digits)")
+    return "+" + digits
+
+
 def _normalise_numbers(where: str, raw: Any) -> tuple[str, ...]:
     if isinstance(raw, str) or not isinstance(raw, Sequence):
         raise EncodingError(f"{where} must be a list of E.164 numbers")
-    out: list[str] = []
-    for item in raw:
-        digits = item[1:] if isinstance(item, str) and item.startswith("+") else None
-        if digits is None or not digits.isascii() or not digits.isdigit() or not 3 <= len(
-            digits
-        ) <= 15:
-            raise EncodingError(f"{where}: {item!r} is not an E.164 number (+ and 3..15 digits)")
-        out.append("+" + digits)
+    out = [_e164(where, item) for item in raw]
     if len(set(out)) != len(out) or len(out) > 8:
         raise EncodingError(f"{where}: at most 8 distinct numbers")
     return tuple(out)
@@ -151,6 +159,9 @@ def encode_value(kind: Kind, value: Value) -> bytes:
     if kind is Kind.DIGITS:
         assert isinstance(value, str)
         return bcd_encode(value)
+    if kind is Kind.NUMBER:
+        assert isinstance(value, str)
+        return bcd_encode(value[1:])
     if kind is Kind.UTF8:
         assert isinstance(value, str)
         return value.encode("utf-8")
@@ -189,6 +200,8 @@ def decode_value(field: Field, data: bytes) -> Value:
         value = int.from_bytes(data, "big", signed=kind is Kind.I32)
     elif kind is Kind.DIGITS:
         value = bcd_decode(data)
+    elif kind is Kind.NUMBER:
+        value = "+" + bcd_decode(data)
     elif kind is Kind.UTF8:
         value = data.decode("utf-8")
     elif kind is Kind.GSM7:

@@ -20,12 +20,12 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from signing.alerts import Alert
+from signing.alerts import Alert, AlertType
 from signing.commands import Command, Opcode, ReplyStatus
 from signing.counters import DEFAULT_WINDOW, CounterWindow
 from signing.device import DeviceModel
 from signing.errors import FrameRejected, Reason
-from signing.fields import get_int
+from signing.fields import Field, Kind, get_int, normalise
 from signing.frames import CommandFrame, open_command, seal_alert, seal_reply
 from signing.keys import SigningKey, VerifyKey
 from signing.provisioning import ProvisioningBundle
@@ -34,6 +34,7 @@ from signing.wire import Instant, Tlv, check_imei, check_server_id
 STATE_FORMAT = "mepl-handset-state/1"
 
 log = Logger(namespace="signing.handset")
+_OWN_NUMBER = Field(0, "msisdn", Kind.NUMBER)
 
 
 def normalise_number(number: str) -> str:
@@ -72,13 +73,19 @@ class Executed:
 
 @dataclass
 class Handset:
-    """Reference handset state and logic (serialise with :meth:`to_json`)."""
+    """Reference handset state and logic (serialise with :meth:`to_json`).
+
+    ``msisdn`` is the number of the device's current SIM as the device knows
+    it (``"+"`` and the E.164 digits), or ``None``: a ``sim_changed`` alert
+    sets it to the alert's signed ``msisdn`` (``None`` when the alert has none).
+    """
 
     imei: str
     server_id: bytes
     device_key: SigningKey
     trusted_keys: dict[int, VerifyKey]
     trusted_numbers: tuple[str, ...] = ()
+    msisdn: str | None = None
     window_size: int = DEFAULT_WINDOW
     windows: dict[int, CounterWindow] = field(default_factory=dict)
     retire: dict[int, int] = field(default_factory=dict)
@@ -91,13 +98,17 @@ class Handset:
     def __post_init__(self) -> None:
         check_imei(self.imei)
         check_server_id(self.server_id)
+        if self.msisdn is not None:
+            normalise(_OWN_NUMBER, self.msisdn)
 
     @classmethod
-    def from_bundle(cls, bundle: ProvisioningBundle, device_key: SigningKey) -> Handset:
-        """A fresh handset for ``bundle`` (call ``bundle.verify()`` first)."""
+    def from_bundle(cls, bundle: ProvisioningBundle, device_key: SigningKey,
+                    msisdn: str | None = None) -> Handset:
+        """A fresh handset for ``bundle`` (call ``bundle.verify()`` first); ``msisdn``
+        is its own number if known."""
         return cls(imei=bundle.imei, server_id=bundle.server_id, device_key=device_key,
                    trusted_keys={k.key_id: k for k in bundle.keys},
-                   trusted_numbers=bundle.trusted_numbers)
+                   trusted_numbers=bundle.trusted_numbers, msisdn=msisdn)
 
     def receive(self, frame: bytes, sender: str, now: Instant) -> Outcome:
         """Process one command frame from ``sender``; raises :class:`FrameRejected`."""
@@ -175,8 +186,14 @@ class Handset:
             self.persist(self)
 
     def alert(self, alert: Alert, now: Instant) -> bytes:
-        """Sign an alert under the next alert counter (persisted before signing)."""
+        """Sign an alert under the next alert counter (persisted before signing).
+
+        A ``sim_changed`` alert also records its ``msisdn`` (or its absence)
+        as the handset's own number."""
         self.alert_counter += 1
+        if alert.alert_type is AlertType.SIM_CHANGED:
+            number = alert.args.get("msisdn")
+            self.msisdn = number if isinstance(number, str) else None
         self._save()
         return seal_alert(alert, counter=self.alert_counter, raised_at=now,
                           device_key=self.device_key, server_id=self.server_id, imei=self.imei)
@@ -191,6 +208,7 @@ class Handset:
             "device_public_key": self.device_key.public.raw.hex(),
             "trusted_keys": {str(k): v.raw.hex() for k, v in sorted(self.trusted_keys.items())},
             "trusted_numbers": list(self.trusted_numbers),
+            "msisdn": self.msisdn,
             "window_size": self.window_size,
             "windows": {str(k): w.to_json() for k, w in sorted(self.windows.items())},
             "retire": {str(k): v for k, v in self.retire.items()},
@@ -217,6 +235,7 @@ class Handset:
             device_key=device_key,
             trusted_keys=trusted_keys_from_hex(data["trusted_keys"]),
             trusted_numbers=tuple(data.get("trusted_numbers", ())),
+            msisdn=data.get("msisdn"),
             window_size=int(data.get("window_size", DEFAULT_WINDOW)),
             windows={int(k): CounterWindow.from_json(v) for k, v in data["windows"].items()},
             retire={int(k): int(v) for k, v in data.get("retire", {}).items()},

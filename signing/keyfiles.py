@@ -3,8 +3,15 @@ touches the file system.
 
 Private keys are written with ``os.open(..., O_CREAT | O_EXCL, 0o600)`` (never
 chmod after writing, never overwritten) as PKCS#8 PEM, encrypted when a
-passphrase is given.  A private key file readable by group or others is
-refused unless it is encrypted.
+passphrase is given (which must pass :func:`signing.keys.check_passphrase`).
+A private key file readable by group or others is refused unless it is
+encrypted.
+
+Warnings (``twisted.logger``, namespace ``signing.keyfiles``, level warn,
+fields ``path`` and ``kdf``): a private key written or read unencrypted, and
+an encrypted one read whose key derivation is weaker than new files get
+(the 2,048-iteration files of earlier releases), with how to re-encrypt it.
+The command line prints them on stderr.  No key or passphrase is ever logged.
 """
 
 from __future__ import annotations
@@ -16,10 +23,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from twisted.logger import Logger
+
+from signing import pkcs8
 from signing.errors import KeyFileError
 from signing.keys import SigningKey, is_encrypted_pem, load_private_pem
 
 PASSPHRASE_ENV = "MEPL_KEY_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+
+log = Logger(namespace="signing.keyfiles")
+
+_UNENCRYPTED = ("private key {path} is stored unencrypted (protected only by its 0600 file "
+                "mode): set MEPL_KEY_PASSPHRASE or a passphrase file so keys are encrypted")
+_WEAK_KDF = ("private key {path} is encrypted with a weak key derivation ({kdf}): re-encrypt "
+             "it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -iter "
+             "600000` (docs/operator-guide.md, Keys)")
 
 
 def passphrase_from(environ: Mapping[str, str], path: Path | None = None) -> bytes | None:
@@ -47,8 +65,13 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def write_private_key(path: Path, key: SigningKey, passphrase: bytes | None) -> None:
-    """Write ``key`` as PKCS#8 PEM (encrypted when ``passphrase``) to a new 0600 file."""
+    """Write ``key`` as PKCS#8 PEM (encrypted when ``passphrase``) to a new 0600 file.
+
+    A weak passphrase raises :class:`KeyFileError` before anything is written;
+    an unencrypted key is written with a warning."""
     write_private(path, key.to_pem(passphrase))
+    if not passphrase:
+        log.warn(_UNENCRYPTED, path=str(path))
 
 
 def read_private_key(path: Path, key_id: int, passphrase: bytes | None) -> SigningKey:
@@ -58,10 +81,18 @@ def read_private_key(path: Path, key_id: int, passphrase: bytes | None) -> Signi
         data = path.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not is_encrypted_pem(data):
+    encrypted = is_encrypted_pem(data)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not encrypted:
         raise KeyFileError(f"{path} is readable by group or others and not encrypted "
                            "(chmod 600 it, or encrypt it)")
-    return load_private_pem(key_id, data, passphrase)
+    key = load_private_pem(key_id, data, passphrase)
+    if not encrypted:
+        log.warn(_UNENCRYPTED, path=str(path))
+    else:
+        kdf = pkcs8.kdf_of(data)
+        if kdf.weak:
+            log.warn(_WEAK_KDF, path=str(path), kdf=kdf.describe())
+    return key
 
 
 def write_public(path: Path, data: bytes) -> None:

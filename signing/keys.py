@@ -3,8 +3,9 @@
 Server signing keys get ids assigned in sequence by the key store (1, 2, ...);
 a device key's id is the first two octets of SHA-256 of its raw public key
 (:func:`device_key_id`), so it needs no coordination.  PEM: private keys as
-PKCS#8 (encrypted with the best available scheme when a passphrase is given),
-public keys as SubjectPublicKeyInfo.
+PKCS#8, encrypted when a passphrase is given (PBES2, PBKDF2-HMAC-SHA256 with
+600,000 iterations, AES-256-CBC: :mod:`signing.pkcs8`) after
+:func:`check_passphrase`; public keys as SubjectPublicKeyInfo.
 """
 
 from __future__ import annotations
@@ -15,7 +16,31 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from signing import pkcs8
 from signing.errors import EncodingError, KeyFileError
+
+MIN_PASSPHRASE_CHARS = 12
+"""The shortest passphrase accepted for encrypting a new key file."""
+
+
+def check_passphrase(passphrase: bytes) -> None:
+    """Refuse a weak passphrase for a new key file (raises :class:`KeyFileError`).
+
+    The rule: at least :data:`MIN_PASSPHRASE_CHARS` characters (of its UTF-8
+    text), and characters of at least two of the classes lowercase letters,
+    uppercase letters, digits, and everything else (space, punctuation,
+    symbols).  ``"correct horse battery"`` passes; ``"correcthorsebattery"``
+    and ``"123456789012"`` do not.  The message never contains the passphrase.
+    Existing files are still opened with whatever passphrase they have.
+    """
+    text = passphrase.decode("utf-8", errors="replace")
+    classes = {"lower" if ch.islower() else "upper" if ch.isupper() else
+               "digit" if ch.isdigit() else "other" for ch in text}
+    if len(text) < MIN_PASSPHRASE_CHARS or len(classes) < 2:
+        raise KeyFileError(
+            f"the key passphrase is too weak: use at least {MIN_PASSPHRASE_CHARS} characters "
+            "mixing at least two of lowercase letters, uppercase letters, digits and other "
+            "characters (space, punctuation)")
 
 
 def _check_key_id(key_id: int) -> None:
@@ -80,15 +105,17 @@ class SigningKey:
         return self.private_key.sign(data)
 
     def to_pem(self, passphrase: bytes | None) -> bytes:
-        """PKCS#8 PEM, encrypted when ``passphrase`` is given."""
-        algorithm: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(passphrase)
-            if passphrase
-            else serialization.NoEncryption()
-        )
-        return self.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algorithm
-        )
+        """PKCS#8 PEM, encrypted when ``passphrase`` is given (a weak one raises
+        :class:`KeyFileError`, see :func:`check_passphrase`)."""
+        if not passphrase:
+            return self.private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption())
+        check_passphrase(passphrase)
+        plain = self.private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        return pkcs8.encrypt(plain, passphrase)
 
 
 def device_key_id(public_raw: bytes) -> int:

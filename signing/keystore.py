@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from cryptography import x509
 
@@ -25,7 +25,7 @@ from signing.keyfiles import (
     write_private_key,
     write_public,
 )
-from signing.keys import SigningKey, VerifyKey
+from signing.keys import SigningKey, VerifyKey, check_passphrase
 from signing.provisioning import ProvisioningBundle
 
 INDEX_FORMAT: Final = "mepl-keys/1"
@@ -67,9 +67,12 @@ class ServerKeyStore:
     def init(self, *, now: datetime, passphrase: bytes | None,
              trusted_numbers: tuple[str, ...] = (), ca_cert_path: Path | None = None,
              ca_key_path: Path | None = None) -> KeyIndex:
-        """Create the CA (unless given) and signing key 1 with its certificate."""
+        """Create the CA (unless given) and signing key 1 with its certificate
+        (a weak ``passphrase`` is refused before anything is created)."""
         if self.exists():
             raise KeyFileError(f"{self.index_path} exists: keys are already initialised")
+        if passphrase:
+            check_passphrase(passphrase)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (ca_cert_path is None) != (ca_key_path is None):
             raise KeyFileError("give both the CA certificate and the CA key, or neither")
@@ -97,7 +100,10 @@ class ServerKeyStore:
         return key.public
 
     def rotate(self, *, now: datetime, passphrase: bytes | None) -> VerifyKey:
-        """Create the next signing key and make it active; older keys stay (overlap)."""
+        """Create the next signing key and make it active; older keys stay (overlap).
+        The new key is encrypted with ``passphrase``, so it must not be weak."""
+        if passphrase:
+            check_passphrase(passphrase)
         index = self.load()
         ca_key = read_private_key(index.ca_key_path, 1, passphrase)
         next_id = max(k.key_id for k in index.keys) + 1
@@ -137,16 +143,6 @@ class ServerKeyStore:
                  for k in index.keys}
         return ProvisioningBundle(index.server_id, imei, index.keys, index.trusted_numbers,
                                   cert_to_pem(self.ca_cert()), certs)
-
-    def next_counter(self, imei: str, key_id: int) -> int:
-        """A local per-(device, key) counter for ``mepl keys seal`` (testing only;
-        the MEPL allocates counters in its database)."""
-        path = self.directory / "seal-counters.json"
-        data: dict[str, Any] = read_json(path) if path.exists() else {}
-        slot = f"{imei}/{key_id}"
-        data[slot] = int(data.get(slot, 0)) + 1
-        write_json(path, data)
-        return int(data[slot])
 
     def _save(self, index: KeyIndex) -> None:
         write_json(self.index_path, {

@@ -4,11 +4,15 @@
 certificate); ``rotate`` adds the next key and makes it active (old keys stay
 for the overlap); ``show`` prints the public index; ``export-provisioning``
 prints a device's bundle as JSON or a QR string; ``seal`` signs a command
-frame (for testing and debugging: the MEPL seals in its dispatcher);
+frame under the ``--counter`` it is given (for testing and test vectors only:
+the MEPL seals in its dispatcher, with counters allocated in its database);
 ``verify-reply`` and ``verify-alert`` check device frames.  Private keys are
 encrypted with ``$MEPL_KEY_PASSPHRASE`` or ``--passphrase-file`` when either
-is set, otherwise written as mode 0600 files.  Nothing here prints a private
-key or a passphrase.
+is set (at least 12 characters of two character classes, else refused;
+PBKDF2-HMAC-SHA256 with 600,000 iterations), otherwise written as mode 0600
+files with a ``mepl: warning:`` line on stderr, as is every read of an
+unencrypted or weakly encrypted key.  Nothing here prints a private key or a
+passphrase.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 
 from mepl.cli.common import add_config_options, config_error, fail, general_config, load_raw_config
 from mepl.config import ConfigError, build
@@ -63,8 +71,28 @@ def iso_time(text: str) -> str:
 def add_passphrase_option(parser: argparse.ArgumentParser) -> None:
     """``--passphrase-file`` (else ``$MEPL_KEY_PASSPHRASE``, else unencrypted 0600 files)."""
     parser.add_argument("--passphrase-file", type=Path, metavar="FILE",
-                        help="file whose first line is the key passphrase "
-                             "(default: $MEPL_KEY_PASSPHRASE; none: unencrypted 0600 files)")
+                        help="file whose first line is the key passphrase, at least 12 "
+                             "characters mixing two of lowercase, uppercase, digits, other "
+                             "(default: $MEPL_KEY_PASSPHRASE; none: unencrypted 0600 files, "
+                             "with a warning)")
+
+
+@contextmanager
+def key_warnings_on_stderr() -> Iterator[None]:
+    """While active, print the key-file warnings of :mod:`signing.keyfiles` (a key
+    stored unencrypted, a weak key derivation) as ``mepl: warning: ...`` lines on
+    stderr; they carry file paths, never a key or a passphrase."""
+    def show(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == "signing.keyfiles" and event.get(
+                "log_level") is LogLevel.warn:
+            print(f"mepl: warning: {formatEvent(event)}", file=sys.stderr)
+
+    observer = cast(ILogObserver, show)  # a plain callable is a valid observer
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield
+    finally:
+        globalLogPublisher.removeObserver(observer)
 
 
 def register(subparsers: Any) -> None:
@@ -91,12 +119,20 @@ def register(subparsers: Any) -> None:
     export.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
     export.set_defaults(func=_export)
 
-    seal = sub.add_parser("seal", help="sign a command frame for a device (prints hex)")
+    seal = sub.add_parser(
+        "seal", help="sign a command frame for a device (prints hex; testing only)",
+        description="Sign one command frame for testing, debugging and test vectors. "
+                    "The running server seals commands itself, under counters allocated "
+                    "in its database; this command knows nothing of them, so the counter "
+                    "is given explicitly and a device that has received the server's "
+                    "commands refuses a counter it has already seen.")
     seal.add_argument("--imei", required=True)
     seal.add_argument("--opcode", required=True,
                       help="one of: " + ", ".join(op.name.lower() for op in Opcode))
     seal.add_argument("--args", default="{}", metavar="JSON", help='arguments, e.g. {"minutes": 5}')
-    seal.add_argument("--counter", type=int, help="default: the next local counter")
+    seal.add_argument("--counter", type=int, metavar="N",
+                      help="required: the frame's counter (1..2^48-1, per key and device); "
+                           "not taken from the server's database")
     seal.add_argument("--key-id", type=int, help="default: the active key (rotate_key: the one "
                                                  "before it)")
     seal.add_argument("--valid-minutes", type=int,
@@ -140,7 +176,8 @@ def _passphrase(args: argparse.Namespace) -> bytes | None:
 def _guard(func: Any) -> Any:
     def wrapper(args: argparse.Namespace) -> int:
         try:
-            status: int = func(args)
+            with key_warnings_on_stderr():
+                status: int = func(args)
         except ConfigError as exc:
             return config_error(exc)
         except (SigningError, AddressError, ValueError, OSError) as exc:
@@ -210,10 +247,14 @@ def _command(args: argparse.Namespace, store: ServerKeyStore) -> tuple[Command, 
 
 @_guard
 def _seal(args: argparse.Namespace) -> int:
+    if args.counter is None:
+        return fail("--counter N is required: the server's counters are in its database "
+                    "and `mepl keys seal` does not use them (it is for testing and test "
+                    "vectors); give the counter the device should see")
     store = _store(args)
     command, signer = _command(args, store)
     key = store.signing_key(signer, _passphrase(args))
-    counter = args.counter if args.counter is not None else store.next_counter(args.imei, signer)
+    counter = args.counter
     now = parse_now(args.now)
     minutes = args.valid_minutes
     if minutes is None:

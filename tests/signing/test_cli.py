@@ -23,11 +23,17 @@ class Cli:
         self.tmp = tmp_path
         self.capsys = capsys
         self.transcript: list[str] = []
+        self.warnings: list[str] = []
+        self.counter = 0
 
     def run(self, *argv: str) -> tuple[int, str, str]:
+        """Run ``mepl argv``; stderr without its key-file warnings (kept in ``warnings``)."""
         status = main(list(argv))
         out, err = self.capsys.readouterr()
         self.transcript += [out, err]
+        lines = err.strip().splitlines()
+        self.warnings += [line for line in lines if line.startswith("mepl: warning: ")]
+        err = "\n".join(line for line in lines if not line.startswith("mepl: warning: "))
         return status, out.strip(), err.strip()
 
     def ok(self, *argv: str) -> str:
@@ -51,7 +57,10 @@ class Cli:
         return device_key
 
     def seal(self, opcode: str, *argv: str) -> str:
-        return self.keys("seal", "--imei", IMEI, "--opcode", opcode, "--now", NOW, *argv)
+        """Seal under this test's own counter (the server's counters are in its database)."""
+        self.counter += 1
+        return self.keys("seal", "--imei", IMEI, "--opcode", opcode, "--now", NOW,
+                         "--counter", str(self.counter), *argv)
 
     def receive(self, frame: str, sender: str = NUMBER) -> tuple[int, str, str]:
         return self.phone("receive", "--from", sender, "--hex", frame, "--now", NOW)
@@ -98,6 +107,8 @@ def test_cli_rejections_exit_1_with_the_reason_and_no_reply(cli: Cli) -> None:
     assert status == 1 and "wrong_command" in err
     state = json.loads(cli.phone("show")[1])
     assert state["rejected"] == {"bad_signature": 1, "untrusted_sender": 1}
+    device_key_file = str(cli.handset / "device.key.pem")
+    assert any(device_key_file in w and "unencrypted" in w for w in cli.warnings)
 
 
 def test_cli_alert_from_handset_verifies_on_the_server(cli: Cli) -> None:
@@ -114,6 +125,30 @@ def test_cli_alert_from_handset_verifies_on_the_server(cli: Cli) -> None:
                         ("lost", ())):
         assert cli.phone("alert", kind, *extra)[0] == 0
     assert json.loads(cli.phone("show")[1])["alert_counter"] == 5
+
+
+def test_cli_sim_changed_alert_signs_the_new_number_and_the_handset_keeps_it(cli: Cli) -> None:
+    device_key = cli.provision()
+    status, alert, err = cli.phone("alert", "sim-changed", "--imsi", "234150999999999",
+                                   "--msisdn", "+447700900456", "--now", NOW)
+    assert status == 0, err
+    opened = json.loads(cli.keys("verify-alert", "--imei", IMEI, "--device-key", device_key,
+                                 "--alert", alert))
+    assert opened["args"] == {"imsi": "234150999999999", "msisdn": "+447700900456"}
+    assert json.loads(cli.phone("show")[1])["msisdn"] == "+447700900456"
+    status, out, err = cli.phone("alert", "sim-changed", "--imsi", "234150999999999",
+                                 "--msisdn", "447700900456")
+    assert (status, out) == (2, "") and "msisdn" in err and "E.164" in err
+
+
+def test_cli_handset_init_records_its_own_number(cli: Cli) -> None:
+    cli.keys("init", "--trusted-number", NUMBER)
+    bundle = cli.tmp / "bundle.json"
+    cli.keys("export-provisioning", "--imei", IMEI, "--output", str(bundle))
+    status, _, err = cli.phone("init", "--bundle", str(bundle), "--imei", IMEI,
+                               "--msisdn", "+447700900789")
+    assert status == 0, err
+    assert json.loads(cli.phone("show")[1])["msisdn"] == "+447700900789"
 
 
 def test_cli_rotation_delivers_the_next_key_and_retires_the_old(cli: Cli) -> None:
@@ -141,7 +176,7 @@ def test_cli_encrypts_keys_with_the_passphrase_and_never_prints_secrets(
     cli.keys("show")
     monkeypatch.delenv("MEPL_KEY_PASSPHRASE")
     status, _, err = cli.run("keys", "seal", "--state-dir", str(cli.server), "--imei", IMEI,
-                             "--opcode", "wake")
+                             "--opcode", "wake", "--counter", "9")
     assert status == 2 and "encrypted" in err
     everything = "\n".join(cli.transcript)
     assert "PRIVATE KEY" not in everything and "pass-phrase-123" not in everything
@@ -167,15 +202,41 @@ def test_cli_text_armoured_frame_is_received_like_the_binary_one(cli: Cli) -> No
 def test_cli_seal_with_bad_arguments_fails_with_a_clear_message(cli: Cli) -> None:
     cli.provision()
     status, out, err = cli.run("keys", "seal", "--state-dir", str(cli.server), "--imei", IMEI,
-                               "--opcode", "sleep", "--args", '{"minutes": -1}')
+                               "--opcode", "sleep", "--args", '{"minutes": -1}', "--counter", "1")
     assert (status, out) == (2, "")
     assert "minutes" in err and "0..65535" in err
+
+
+def test_cli_seal_needs_an_explicit_counter_and_keeps_no_counter_file(cli: Cli) -> None:
+    cli.provision()
+    before = sorted(p.name for p in (cli.server / "keys").iterdir())
+    status, out, err = cli.run("keys", "seal", "--state-dir", str(cli.server), "--imei", IMEI,
+                               "--opcode", "wake")
+    assert (status, out) == (2, "")
+    assert "--counter" in err and "database" in err and "testing" in err
+    frame = cli.seal("wake", "--counter", "41")
+    status, out, err = cli.receive(frame)
+    assert status == 0, err
+    assert json.loads(out)["counter"] == 41
+    assert cli.receive(cli.seal("wake", "--counter", "41"))[0] == 0, "same counter, same frame"
+    assert sorted(p.name for p in (cli.server / "keys").iterdir()) == before
+    status, _, err = cli.run("keys", "seal", "--state-dir", str(cli.server), "--imei", IMEI,
+                             "--opcode", "wake", "--counter", "0")
+    assert status == 2 and "counter" in err
+
+
+def test_cli_keys_seal_help_says_the_counter_is_required(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["keys", "seal", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--counter N" in text and "required" in text and "database" in text
 
 
 def test_cli_keys_dir_and_passphrase_file_come_from_the_signing_config(
         cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = cli.tmp / "passphrase"
-    secret.write_text("from-a-file\n")
+    secret.write_text("from a config file\n")
     monkeypatch.setenv("MEPL_SIGNING__KEYS_DIR", str(cli.tmp / "elsewhere"))
     monkeypatch.setenv("MEPL_SIGNING__PASSPHRASE_FILE", str(secret))
     cli.keys("init")

@@ -82,11 +82,11 @@ def test_store_init_rotate_and_bundle(tmp_path: Path) -> None:
 
 def test_encrypted_store_refuses_to_load_without_passphrase(tmp_path: Path) -> None:
     store = ServerKeyStore(tmp_path / "keys")
-    store.init(now=NOW, passphrase=b"s3cret")
+    store.init(now=NOW, passphrase=b"s3cret passphrase")
     assert b"ENCRYPTED" in (tmp_path / "keys" / "server-0001.key.pem").read_bytes()
     with pytest.raises(KeyFileError):
         store.signing_key(None, None)
-    assert store.signing_key(None, b"s3cret").key_id == 1
+    assert store.signing_key(None, b"s3cret passphrase").key_id == 1
 
 
 def test_store_accepts_an_external_ca(tmp_path: Path) -> None:

@@ -32,6 +32,16 @@ def test_vector_file_covers_every_opcode_and_attack() -> None:
     assert any(c["verdict"] == "duplicate" for c in COMMANDS)
 
 
+def test_vector_file_has_alerts_with_and_without_a_signed_number() -> None:
+    numbers = {c["decoded"]["alert"]: c["decoded"]["args"]["msisdn"] for c in ALERTS
+               if c["verdict"] == "accept" and "msisdn" in c["decoded"]["args"]}
+    assert numbers == {"sim_changed": "+447700900789", "invalid_sim": "+12025550123"}
+    assert any(c["decoded"]["alert"] == "sim_changed" and "msisdn" not in c["decoded"]["args"]
+               for c in ALERTS if c["verdict"] == "accept")
+    flipped = next(c for c in ALERTS if c["name"] == "alert-flip-msisdn")
+    assert (flipped["reason"], flipped["signature_valid"]) == ("bad_signature", False)
+
+
 @pytest.mark.parametrize("case", COMMANDS, ids=[c["name"] for c in COMMANDS])
 def test_handset_reaches_the_command_vector_verdict(case: dict[str, Any]) -> None:
     handset = vectors.handset(case["handset"])

@@ -376,6 +376,9 @@ def alert_cases() -> list[dict[str, Any]]:
         ("provisioning_defect", {"defect": 3, "detail": "no device admin"}),
         ("left_territory", {"fence_id": 1, "lat_e7": 489000000, "lon_e7": 23500000}),
         ("lost", {}),
+        ("sim_changed", {"imsi": "234150999999999", "iccid": "8944110068256270054",
+                         "msisdn": "+447700900789"}),
+        ("invalid_sim", {"imsi": "234150999999998", "msisdn": "+12025550123"}),
     ]
     cases = []
     frames = []
@@ -385,8 +388,10 @@ def alert_cases() -> list[dict[str, Any]]:
                            server_id=SERVER_ID, imei=IMEI_A)
         frames.append(frame)
         inputs = {"alert": alert.to_json(), "counter": 10 + i, "raised_at": NOW}
-        cases.append(alert_case(f"valid-alert-{kind}", f"a valid {kind} alert", frame,
-                                window={"size": 64, "high": 9, "seen": [9]}, inputs=inputs))
+        name = f"valid-alert-{kind}" + ("-msisdn" if "msisdn" in args else "")
+        cases.append(alert_case(name, f"a valid {kind} alert" + (
+            " with the SIM's own number (signed)" if "msisdn" in args else ""), frame,
+            window={"size": 64, "high": 9, "seen": [9]}, inputs=inputs))
     sim = frames[0]
     cases.append(alert_case("alert-replayed", "counter 10 already seen by the server", sim,
                             window={"size": 64, "high": 12, "seen": [12, 10]}, inputs=None))
@@ -395,6 +400,11 @@ def alert_cases() -> list[dict[str, Any]]:
     for label, index in (("imei", 4), ("counter", 16), ("type", 21), ("argument", 25)):
         cases.append(alert_case(f"alert-flip-{label}", f"octet {index} flipped",
                                 flip(sim, index), window=None, inputs=None))
+    with_number = frames[5]
+    number_at = len(with_number) - 64 - 3
+    cases.append(alert_case("alert-flip-msisdn", f"octet {number_at} (a digit of the signed "
+                            "msisdn) flipped", flip(with_number, number_at), window=None,
+                            inputs=None))
     cases.append(alert_case("alert-other-device", "checked as device B's alert", sim,
                             window=None, inputs=None, imei=IMEI_B, device_key="device_key_b"))
     return cases
