@@ -234,7 +234,7 @@ class Demo:
         self.say(f"alert: device {swapped.imei} reports SIM changed, new number "
                  f"{new_number[:6]}*****")
         yield fleet.raise_alert(swapped.msisdn, "sim_changed", new_msisdn=new_number,
-                                imsi="234159999999999")
+                                imsi="234159999999999", msisdn=new_number)
         lost = devices[2]
         yield self._http_alert(service, lost, secret)
         states = yield self.wait_for(service, run, started, queued + 2)

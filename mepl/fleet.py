@@ -78,7 +78,7 @@ class SimulatedFleet:
         """Attach ``device`` at its phone number."""
         self.devices[device.msisdn] = device
 
-    def raise_alert(self, msisdn: str, alert_name: str, *, new_msisdn: str | None = None,
+    def raise_alert(self, msisdn: str, alert_name: str, /, *, new_msisdn: str | None = None,
                     **args: Any) -> Deferred[int]:
         """Have the device at ``msisdn`` send a signed alert (from ``new_msisdn`` if given:
         a swapped SIM arrives from a number the server does not know yet)."""

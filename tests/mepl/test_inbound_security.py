@@ -101,6 +101,26 @@ class InboundSecurityTests(SynchronousTestCase):
         self.assertEqual(kinds, ["imsi"])
         self.assertEqual(self.security_events(), ["alert:sim_changed", "unverified_number"])
 
+    def test_sim_swap_alert_moves_the_device_to_its_signed_number_whoever_relays_it(
+            self) -> None:
+        frame = self.handset_a.alert(make_alert(
+            "sim_changed", imsi="234159999999999", msisdn="+447700955555"),
+            self.w.clock.seconds())
+        self.w.deliver(self.w.mo("+447700966666", frame))  # a copy relayed by someone else
+        self.assertEqual(self.w.scalar("SELECT msisdn FROM devices WHERE id = :i",
+                                       i=self.dev_a), "+447700955555")
+        self.assertEqual(self.security_events(), ["alert:sim_changed", "sender_mismatch"])
+        with self.w.engine.connect() as conn:
+            kinds = sorted(r[0] for r in conn.execute(text(
+                "SELECT kind FROM device_identity_history WHERE device_id = :i"),
+                {"i": self.dev_a}))
+        self.assertEqual(kinds, ["imsi", "msisdn"])
+        # The genuine delivery from the new SIM comes second: a replay, no second reaction.
+        self.w.deliver(self.w.mo("+447700955555", frame))
+        self.assertEqual(self.w.inbound.counts["rejected_replayed"], 1)
+        self.assertEqual(self.w.scalar(
+            "SELECT count(*) FROM commands WHERE requested_by = 'policy:sim_changed'"), 1)
+
     def test_an_alert_raised_days_ago_is_refused_as_stale_and_consumes_no_counter(
             self) -> None:
         old = self.w.clock.seconds() - 4 * 86400
