@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, fail
 from blobstore.pool import SyncPool
 
 
-class InjectedFault(Exception):
+class InjectedFault(Exception):  # noqa: N818 - named for what the test sees
     """The failure the runner injects."""
 
 
