@@ -73,7 +73,8 @@ class TwoOsProcessTests(TestCase):
                 ids.append(record.id)
             add_members_txn(conn, "fleet", ids)
             insert_group_commands_txn(conn, "fleet", NewCommand(
-                opcode="status_query", requested_by="test", arguments={"features": ["battery", "signal"]},
+                opcode="status_query", requested_by="test",
+                arguments={"features": ["battery", "signal"]},
                 not_after=datetime.now(UTC) + timedelta(hours=1)))
         procs = []
         for n in (1, 2):
