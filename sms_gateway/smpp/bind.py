@@ -28,7 +28,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sms_gateway.channel import OutboundMessage, SubmitResult
-from sms_gateway.errors import ChannelUnavailableError, MessageTooLongError, SubmitError
+from sms_gateway.errors import (
+    ChannelUnavailableError,
+    MessageTooLongError,
+    RemoteError,
+    SubmitError,
+)
 from sms_gateway.events import DeliveryReceipt, InboundMessage
 from sms_gateway.smpp import codec
 from sms_gateway.smpp.backlog import Backlog
@@ -69,6 +74,15 @@ InboundCallback = Callable[[InboundMessage], "Deferred[None]"]
 ReceiptCallback = Callable[[DeliveryReceipt], "Deferred[None]"]
 
 
+class BindRefusedError(RemoteError):
+    """The SMSC answered our bind with an error ``status`` (a wrong password, say)."""
+
+    def __init__(self, link: str, status: int) -> None:
+        super().__init__(f"bind {link} refused by the SMSC: {codec.describe_status(status)}")
+        self.link = link
+        self.status = status
+
+
 class SmppBind(Service):
     """One SMPP bind (ESME side), usable as an OutboundChannel."""
 
@@ -102,6 +116,7 @@ class SmppBind(Service):
         self._wake: DelayedCall | None = None
         self._reopen_call: DelayedCall | None = None
         self._up_waiters: list[Deferred[None]] = []
+        self._refusal_waiters: list[Deferred[None]] = []  # also in _up_waiters
         self._drain_waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
         self._unbind_waiters: list[Deferred[None]] = []
         self._down_timer: DelayedCall | None = None
@@ -130,12 +145,18 @@ class SmppBind(Service):
         """True while a bind (of any mode) is established."""
         return self.proto is not None and self.proto.session.is_bound
 
-    def when_up(self) -> Deferred[None]:
-        """A Deferred that fires once the link is bound (now if it already is)."""
+    def when_up(self, *, refusal_fails: bool = False) -> Deferred[None]:
+        """A Deferred that fires once the link is bound (now if it already is).
+
+        With ``refusal_fails``, it fails with :class:`BindRefusedError` as soon
+        as the SMSC refuses a bind, instead of waiting for a later one.
+        """
         if self.is_bound:
             return defer.succeed(None)
         d: Deferred[None] = Deferred()
         self._up_waiters.append(d)
+        if refusal_fails:
+            self._refusal_waiters.append(d)
         return d
 
     def submit(self, message: OutboundMessage) -> Deferred[SubmitResult]:
@@ -362,13 +383,18 @@ class SmppBind(Service):
         log.info("bind {link} up ({mode})", link=self.name, mode=self.config.bind_mode)
         self.failed_binds = 0
         waiters, self._up_waiters = self._up_waiters, []
+        self._refusal_waiters = []
         for w in waiters:
             w.callback(None)
 
     def _on_bind_failed(self, proto: SmppProtocol, status: int) -> None:
-        log.error("bind {link} refused by the SMSC: status 0x{status:08x}", link=self.name,
-                  status=status)
+        log.error("bind {link} refused by the SMSC: {status}", link=self.name,
+                  status=codec.describe_status(status))
         proto.session.should_close = True  # ClientService reconnects after a backoff
+        refused, self._refusal_waiters = self._refusal_waiters, []
+        self._up_waiters = [w for w in self._up_waiters if w not in refused]
+        for w in refused:
+            w.errback(BindRefusedError(self.name, status))
 
     def _on_problem(self, event: ProtocolError | Unbound) -> None:
         if isinstance(event, Unbound):
