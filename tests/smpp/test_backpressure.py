@@ -100,31 +100,46 @@ def held_sink(held: list[Deferred[None]]) -> Any:
     return sink
 
 
+def flood_enquire_links(m: Memory, count: int) -> SmppProtocol:
+    """The simulator writes ``count`` enquire_link at once; returns its side."""
+    proto = m.sim.connections[0].proto
+    assert proto is not None
+    for _ in range(count):
+        proto.session.send_request(codec.ENQUIRE_LINK, b"", m.reactor.seconds(),
+                                   windowed=False)
+    proto.flush()
+    return proto
+
+
+def settle_in_rounds(m: Memory, waiting: list[Deferred[None]], cap: int) -> int:
+    """Fire what waits, let the bind read on, until nothing waits; returns the rounds.
+
+    The bind's count is checked against ``cap`` after every single settlement.
+    """
+    rounds = 0
+    while waiting:
+        batch, waiting[:] = list(waiting), []
+        for d in batch:
+            d.callback(None)
+            assert m.h.bind.backlog.total <= cap
+        m.advance(0)
+        rounds += 1
+        assert m.h.bind.backlog.total <= cap
+    return rounds
+
+
 def test_enquire_link_flood_stops_reading_at_the_cap_and_every_pdu_is_answered_later() -> None:
     m = Memory(max_buffered=40)
     m.start()
     bind = m.h.bind
     held: list[Deferred[None]] = []
     bind.pdu_sink = held_sink(held)  # records settle only when the "database" says so
-    proto = m.sim.connections[0].proto
-    assert proto is not None
-    for _ in range(200):
-        proto.session.send_request(codec.ENQUIRE_LINK, b"", m.reactor.seconds(),
-                                   windowed=False)
-    proto.flush()
+    proto = flood_enquire_links(m, 200)
     m.settle()
     unanswered = proto.session.outstanding
     assert len(unanswered) == 180  # 20 read (2 records each), the rest left unread
     assert bind.backlog.total == 40 and len(held) == 40 and bind.stats["read_pauses"] == 1
-    steps = 0
-    while held:
-        batch, held[:] = list(held), []
-        for d in batch:
-            d.callback(None)
-            assert bind.backlog.total <= 40
-        m.advance(0)
-        steps += 1
-        assert bind.backlog.total <= 40
+    steps = settle_in_rounds(m, held, 40)
     assert len(unanswered) == 0 and bind.is_up and bind.stats["binds"] == 1
     assert bind.backlog.peak == 40 and bind.stats["read_pauses"] >= 5 and steps >= 5
 
@@ -148,12 +163,7 @@ def test_deliver_sm_flood_is_capped_by_unanswered_callbacks() -> None:
     m.settle()
     bind = m.h.bind
     assert 0 < len(waiting) <= 40 and bind.backlog.total <= 40 and answered == []
-    while waiting:
-        batch, waiting[:] = list(waiting), []
-        for d in batch:
-            d.callback(None)
-        m.advance(0)
-        assert bind.backlog.total <= 40
+    settle_in_rounds(m, waiting, 40)
     assert answered == [codec.ESME_ROK] * 100 and len(m.h.inbound) == 100
     assert bind.backlog.peak <= 40 and bind.stats["read_pauses"] >= 2 and bind.is_up
 
@@ -167,19 +177,10 @@ def test_time_spent_not_reading_does_not_time_out_a_submit_whose_answer_is_unrea
     m.settle()
     held: list[Deferred[None]] = []
     bind.pdu_sink = held_sink(held)
-    proto = m.sim.connections[0].proto
-    assert proto is not None
-    for _ in range(100):
-        proto.session.send_request(codec.ENQUIRE_LINK, b"", m.reactor.seconds(),
-                                   windowed=False)
-    proto.flush()
+    flood_enquire_links(m, 100)
     m.advance(6.0, steps=12)  # the answer came at 0.5 s, behind the unread enquire_links
     assert result == [] and bind.backlog.closed
-    while held:
-        batch, held[:] = list(held), []
-        for d in batch:
-            d.callback(None)
-        m.advance(0)
+    settle_in_rounds(m, held, 40)
     [submitted] = result
     assert isinstance(submitted, SubmitResult) and m.sim.stats["submit_sm"] == 1
     assert bind.stats["resent"] == 0 and bind.stats["binds"] == 1
@@ -188,12 +189,7 @@ def test_time_spent_not_reading_does_not_time_out_a_submit_whose_answer_is_unrea
 def test_pdu_sink_returning_nothing_is_settled_at_once() -> None:
     m = Memory(max_buffered=40)
     m.start()
-    proto = m.sim.connections[0].proto
-    assert proto is not None
-    for _ in range(500):
-        proto.session.send_request(codec.ENQUIRE_LINK, b"", m.reactor.seconds(),
-                                   windowed=False)
-    proto.flush()
+    proto = flood_enquire_links(m, 500)
     m.settle()
     assert not proto.session.outstanding and m.h.bind.backlog.total == 0
     assert m.h.bind.stats["read_pauses"] == 0
