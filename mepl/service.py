@@ -37,7 +37,7 @@ from sms_gateway.http import CallbackHandler, HttpMetrics, HttpSendChannel, buil
 from sms_gateway.http.listen import CallbackListener
 from sms_gateway.routing import Route, Router
 from sms_gateway.smpp.bind import SmppBind
-from sms_gateway.smpp.links import build_binds
+from sms_gateway.smpp.links import build_binds, records_bound
 from sms_gateway.smpp.records import PduRecord
 
 log = Logger()
@@ -60,7 +60,9 @@ class MeplService(MultiService):
         self.pool = DatabasePool.from_config(engine, reactor, settings.database)
         self.pdu_batcher = MessageBatcher(
             self.pool, reactor, max_rows=settings.database.batch_max_rows,
-            max_delay_s=settings.database.batch_max_delay_ms / 1000)
+            max_delay_s=settings.database.batch_max_delay_ms / 1000,
+            # at least what the binds can hold unsettled, so it never refuses a PDU record
+            max_backlog=max(50_000, records_bound(settings.smpp)))
         worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.worker = InboundWorker(
             runner=self.pool, clock=reactor, server_id=signer.server_id,
@@ -117,7 +119,7 @@ class MeplService(MultiService):
             if gw.can_send and gw.format in ("kannel", "jasmin"):
                 channels[name] = HttpSendChannel(gw, reactor=self.reactor)
 
-    def _store_pdu(self, record: PduRecord) -> None:
+    def _store_pdu(self, record: PduRecord) -> Deferred[None]:
         meta: Mapping[str, Any] = {"command": record.command, "sequence": record.sequence,
                                    "status": record.status, "reference": record.reference}
         d = self.pdu_batcher.add(NewMessage(
@@ -128,7 +130,8 @@ class MeplService(MultiService):
             self.pdu_errors.inc()
             log.warn("PDU not stored: {error}", error=failure.getErrorMessage())
 
-        d.addErrback(failed)
+        # The bind counts the record as buffered until this fires (back-pressure).
+        return d.addCallbacks(lambda _: None, failed)
 
     @property
     def http_address(self) -> tuple[str, int] | None:

@@ -20,7 +20,9 @@ def register(subparsers: Any) -> None:
     sub = sms.add_subparsers(dest="sms_command", metavar="ACTION", required=True)
     send = sub.add_parser("send", help="send one SMS through a configured SMPP bind",
                           description="Binds, sends one message, prints its message id(s) "
-                                      "and optionally waits for the final receipt.")
+                                      "and optionally waits for the final receipt.  A bind "
+                                      "the SMSC refuses ends it at once, with the SMSC's "
+                                      "status.")
     send.add_argument("--to", required=True, metavar="NUMBER", help="destination number")
     body = send.add_mutually_exclusive_group(required=True)
     body.add_argument("--hex", metavar="PAYLOAD", help="binary payload in hex (data_coding 4)")
@@ -93,7 +95,7 @@ async def _send(reactor: Any, name: str, link: Any, message: Any, args: argparse
                 outcome: dict[str, Any]) -> int:
     from sms_gateway.errors import SmsGatewayError
     from sms_gateway.events import DeliveryReceipt, DeliveryStatus
-    from sms_gateway.smpp.bind import SmppBind
+    from sms_gateway.smpp.bind import BindRefusedError, SmppBind
     from sms_gateway.smpp.links import endpoint_for
     from sms_gateway.smpp.receipts import MultipartTracker
 
@@ -112,12 +114,15 @@ async def _send(reactor: Any, name: str, link: Any, message: Any, args: argparse
                     on_inbound=lambda m: defer.succeed(None), on_receipt=on_receipt)
     bind.startService()
     try:
-        up = bind.when_up()
+        up = bind.when_up(refusal_fails=True)  # a refused bind ends it at once
         up.addTimeout(args.timeout, reactor)
         try:
             await up
         except defer.TimeoutError:
             outcome["error"] = f"could not bind {name} to {link.host}:{link.port} in time"
+            return 1
+        except BindRefusedError as exc:
+            outcome["error"] = str(exc)
             return 1
         try:
             result = await bind.submit(message)

@@ -3,8 +3,11 @@
 :class:`SmppBind` owns the outbound queue (window, TPS bucket, link-wide
 adaptive pause, in-order resends), hands deliver_sm to the injected
 callbacks and answers them only when the callback's Deferred fires, and
-reports every raw PDU to ``pdu_sink``.  Reconnects use exponential backoff
-with jitter; ``stopService`` drains, unbinds and fails what is left.
+reports every raw PDU to ``pdu_sink``.  What it buffers (records not yet
+settled, deliver_sm not yet answered) is capped by ``max_buffered``: over
+it, the bind stops reading (see :mod:`sms_gateway.smpp.backlog`).
+Reconnects use exponential backoff with jitter; ``stopService`` drains,
+answers what it received, unbinds and fails what is left.
 """
 
 from __future__ import annotations
@@ -25,9 +28,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sms_gateway.channel import OutboundMessage, SubmitResult
-from sms_gateway.errors import ChannelUnavailableError, MessageTooLongError, SubmitError
+from sms_gateway.errors import (
+    ChannelUnavailableError,
+    MessageTooLongError,
+    RemoteError,
+    SubmitError,
+)
 from sms_gateway.events import DeliveryReceipt, InboundMessage
 from sms_gateway.smpp import codec
+from sms_gateway.smpp.backlog import Backlog
 from sms_gateway.smpp.clock import Clock, DelayedCall
 from sms_gateway.smpp.config import SmppLinkConfig
 from sms_gateway.smpp.inbound_handler import InboundHandler
@@ -41,7 +50,7 @@ from sms_gateway.smpp.outbound import (
 )
 from sms_gateway.smpp.protocol import SmppProtocol
 from sms_gateway.smpp.receipts import ReceiptHold, normalise_id
-from sms_gateway.smpp.records import PduSink, record_trace
+from sms_gateway.smpp.records import PduRecord, PduSink, record_trace
 from sms_gateway.smpp.segmentation import ReferenceCounter, segment
 from sms_gateway.smpp.session import (
     BindFailed,
@@ -65,6 +74,15 @@ InboundCallback = Callable[[InboundMessage], "Deferred[None]"]
 ReceiptCallback = Callable[[DeliveryReceipt], "Deferred[None]"]
 
 
+class BindRefusedError(RemoteError):
+    """The SMSC answered our bind with an error ``status`` (a wrong password, say)."""
+
+    def __init__(self, link: str, status: int) -> None:
+        super().__init__(f"bind {link} refused by the SMSC: {codec.describe_status(status)}")
+        self.link = link
+        self.status = status
+
+
 class SmppBind(Service):
     """One SMPP bind (ESME side), usable as an OutboundChannel."""
 
@@ -82,16 +100,24 @@ class SmppBind(Service):
         self.queue = SubmitQueue()
         self.bucket = TokenBucket(config.tps, now=reactor.seconds())
         self.pause = AdaptivePause(config.throttle_pause_min, config.throttle_pause_max)
-        self.hold: ReceiptHold[Any] = ReceiptHold(max_age=config.receipt_hold)
+        # Held receipts count as buffered; a quarter of the cap at most, so that
+        # they alone can never keep the gate shut (it opens at half the cap).
+        self.hold: ReceiptHold[Any] = ReceiptHold(max_age=config.receipt_hold,
+                                                  max_held=config.max_buffered // 4)
+        self.backlog = Backlog(config.max_buffered, on_open=self._gate_opened,
+                               on_close=self._gate_closed)
         self.inbound = InboundHandler(self, on_inbound, on_receipt)
         self.proto: SmppProtocol | None = None
+        self._conn: SmppProtocol | None = None  # the live connection, bound or not
         self.stats = {"submitted": 0, "accepted": 0, "throttled": 0, "resent": 0,
-                      "failed": 0, "binds": 0, "deliver_sm": 0}
+                      "failed": 0, "binds": 0, "deliver_sm": 0, "read_pauses": 0}
         self._in_flight = 0
         self._stopping = False
         self._wake: DelayedCall | None = None
+        self._reopen_call: DelayedCall | None = None
         self._up_waiters: list[Deferred[None]] = []
-        self._drain_waiters: list[Deferred[None]] = []
+        self._refusal_waiters: list[Deferred[None]] = []  # also in _up_waiters
+        self._drain_waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
         self._unbind_waiters: list[Deferred[None]] = []
         self._down_timer: DelayedCall | None = None
         self.failed_binds = 0  # consecutive connections that never got bound
@@ -119,12 +145,18 @@ class SmppBind(Service):
         """True while a bind (of any mode) is established."""
         return self.proto is not None and self.proto.session.is_bound
 
-    def when_up(self) -> Deferred[None]:
-        """A Deferred that fires once the link is bound (now if it already is)."""
+    def when_up(self, *, refusal_fails: bool = False) -> Deferred[None]:
+        """A Deferred that fires once the link is bound (now if it already is).
+
+        With ``refusal_fails``, it fails with :class:`BindRefusedError` as soon
+        as the SMSC refuses a bind, instead of waiting for a later one.
+        """
         if self.is_bound:
             return defer.succeed(None)
         d: Deferred[None] = Deferred()
         self._up_waiters.append(d)
+        if refusal_fails:
+            self._refusal_waiters.append(d)
         return d
 
     def submit(self, message: OutboundMessage) -> Deferred[SubmitResult]:
@@ -164,7 +196,8 @@ class SmppBind(Service):
         session = SmppSession(Role.ESME, window=cfg.window, response_timeout=cfg.response_timeout,
                               enquire_link_interval=cfg.enquire_link_interval,
                               now=self.clock.seconds(), trace=self.pdu_sink is not None)
-        return SmppProtocol(session, self, self.clock, on_flush=self._trace)
+        return SmppProtocol(session, self, self.clock, on_flush=self._trace,
+                            gate=self.backlog.allowance)
 
     def _retry_delay(self, attempt: int) -> float:
         # ClientService counts failed TCP connects only; a refused bind is a
@@ -178,15 +211,16 @@ class SmppBind(Service):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        if self.proto is not None and (len(self.queue) or self._in_flight):
-            drained: Deferred[None] = Deferred()
-            self._drain_waiters.append(drained)
-            drained.addTimeout(self.config.drain_timeout, cast(Any, self.clock))
-            try:
-                await drained
-            except defer.TimeoutError:
+        if self.proto is not None:
+            until = self.clock.seconds() + self.config.drain_timeout
+            if not await self._drained(self._submits_done, until):
                 log.warn("bind {link}: drain timed out, {n} submits left", link=self.name,
                          n=len(self.queue) + self._in_flight)
+            for held in self.hold.release_all():  # answered before the unbind
+                self.inbound.deliver_held(held.item)
+            if not await self._drained(self._received_done, until):
+                log.warn("bind {link}: drain timed out, {n} deliver_sm unanswered",
+                         link=self.name, n=self.backlog.inbound)
         proto = self.proto
         if proto is not None and proto.session.unbind(self.clock.seconds()) is not None:
             unbound: Deferred[None] = Deferred()
@@ -198,7 +232,7 @@ class SmppBind(Service):
         self._fail_queued("link stopped")
         for held in self.hold.release_all():
             self.inbound.deliver_held(held.item)
-        for timer in (self._wake, self._down_timer):
+        for timer in (self._wake, self._down_timer, self._reopen_call):
             if timer is not None and timer.active():
                 timer.cancel()
         if self._client is not None:
@@ -206,6 +240,25 @@ class SmppBind(Service):
             stopped.addTimeout(self.config.response_timeout, cast(Any, self.clock))
             with contextlib.suppress(defer.TimeoutError):
                 await stopped
+
+    async def _drained(self, done: Callable[[], bool], until: float) -> bool:
+        """Wait (until the clock reads ``until``) for ``done()``; False on timeout."""
+        if done():
+            return True
+        waiter: Deferred[None] = Deferred()
+        self._drain_waiters.append((done, waiter))
+        waiter.addTimeout(max(0.0, until - self.clock.seconds()), cast(Any, self.clock))
+        try:
+            await waiter
+        except defer.TimeoutError:
+            return False
+        return True
+
+    def _submits_done(self) -> bool:
+        return self.proto is None or (not len(self.queue) and not self._in_flight)
+
+    def _received_done(self) -> bool:
+        return self.proto is None or self.backlog.inbound == 0
 
     def _fail_queued(self, reason: str) -> None:
         for job in self.queue.jobs():
@@ -217,13 +270,15 @@ class SmppBind(Service):
         """Send queued parts while the window, the bucket and the pause allow."""
         proto = self.proto
         if proto is None or not proto.session.is_bound or not len(self.queue):
-            self._check_drained()
+            self.check_drained()
             return
         session = proto.session
         now = self.clock.seconds()
         wait = self.pause.remaining(now)
         sent = False
-        while not wait and session.window_free > 0:
+        budget = self.backlog.room()  # each submit_sm is one more record; reopening pumps
+        while not wait and session.window_free > 0 and budget > 0:
+            budget -= 1
             if not self.bucket.try_take(now):
                 wait = self.bucket.delay(now)
                 break
@@ -244,15 +299,23 @@ class SmppBind(Service):
         self._wake = None
         self.pump()
 
-    def _check_drained(self) -> None:
-        if self._drain_waiters and not len(self.queue) and not self._in_flight:
-            waiters, self._drain_waiters = self._drain_waiters, []
-            for d in waiters:
+    def check_drained(self) -> None:
+        """Fire the stop's drain waiters whose condition now holds."""
+        if not self._drain_waiters:
+            return
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for done, d in waiters:
+            if d.called:
+                continue  # timed out
+            if done():
                 d.callback(None)
+            else:
+                self._drain_waiters.append((done, d))
 
     # ------------------------------------------------------- session handler
     def session_started(self, proto: SmppProtocol) -> None:
         """Connected: send our bind."""
+        self._conn = proto
         cfg = self.config
         proto.session.bind(BIND_COMMANDS[cfg.bind_mode], cfg.system_id, cfg.password,
                            cfg.system_type, self.clock.seconds())
@@ -279,6 +342,8 @@ class SmppBind(Service):
     def session_ended(self, proto: SmppProtocol, lost: list[Outstanding],
                       reason: Failure) -> None:
         """Connection lost: resend or fail every submit that got no answer."""
+        if self._conn is proto:
+            self._conn = None
         if self.proto is proto:
             self.proto = None
             unanswered = sum(1 for r in lost if r.command_id == codec.SUBMIT_SM)
@@ -294,7 +359,7 @@ class SmppBind(Service):
         waiters, self._unbind_waiters = self._unbind_waiters, []
         for w in waiters:
             w.callback(None)
-        self._check_drained()
+        self.check_drained()
 
     def _arm_down_timer(self) -> None:
         if self._stopping:
@@ -318,13 +383,18 @@ class SmppBind(Service):
         log.info("bind {link} up ({mode})", link=self.name, mode=self.config.bind_mode)
         self.failed_binds = 0
         waiters, self._up_waiters = self._up_waiters, []
+        self._refusal_waiters = []
         for w in waiters:
             w.callback(None)
 
     def _on_bind_failed(self, proto: SmppProtocol, status: int) -> None:
-        log.error("bind {link} refused by the SMSC: status 0x{status:08x}", link=self.name,
-                  status=status)
+        log.error("bind {link} refused by the SMSC: {status}", link=self.name,
+                  status=codec.describe_status(status))
         proto.session.should_close = True  # ClientService reconnects after a backoff
+        refused, self._refusal_waiters = self._refusal_waiters, []
+        self._up_waiters = [w for w in self._up_waiters if w not in refused]
+        for w in refused:
+            w.errback(BindRefusedError(self.name, status))
 
     def _on_problem(self, event: ProtocolError | Unbound) -> None:
         if isinstance(event, Unbound):
@@ -404,7 +474,44 @@ class SmppBind(Service):
 
     def _trace(self, session: SmppSession) -> None:
         if self.pdu_sink is not None:
-            record_trace(session, self.pdu_sink, self.name, self.clock.seconds())
+            record_trace(session, self._record, self.name, self.clock.seconds())
+
+    def _record(self, record: PduRecord) -> None:
+        """Hand ``record`` to the sink; count it as buffered until its Deferred fires."""
+        assert self.pdu_sink is not None
+        stored = self.pdu_sink(record)
+        if stored is None:
+            return
+        self.backlog.add_record()
+        stored.addBoth(self._record_settled)
+
+    def _record_settled(self, result: object) -> None:
+        self.backlog.record_settled()
+        if isinstance(result, Failure):
+            log.warn("bind {link}: PDU record not stored: {error}", link=self.name,
+                     error=result.getErrorMessage())
+
+    def _gate_closed(self) -> None:
+        self.stats["read_pauses"] += 1
+
+    def _gate_opened(self) -> None:
+        # Not from inside the sink's callback chain (a batcher delivering a batch):
+        # read again on the next reactor turn.
+        if self._conn is None:
+            return  # nothing to resume; a new connection reads through the gate
+        if self._reopen_call is None or not self._reopen_call.active():
+            self._reopen_call = self.clock.callLater(0, self._reopen)
+
+    def _reopen(self) -> None:
+        self._reopen_call = None
+        if self._conn is not None:
+            self._conn.resume_reading()
+        self.pump()
+
+    @property
+    def buffered(self) -> int:
+        """Records not yet settled by ``pdu_sink`` plus deliver_sm not yet answered."""
+        return self.backlog.total
 
     def submits_in_flight(self) -> bool:
         """True while some submit_sm awaits its response."""

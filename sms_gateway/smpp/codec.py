@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from smpplib import command_codes, smpp
+from smpplib import command_codes, consts, smpp
 
 from sms_gateway.errors import RemoteError
 
@@ -68,6 +68,22 @@ TAG_MESSAGE_PAYLOAD = 0x0424
 TAG_RECEIPTED_MESSAGE_ID = 0x001E
 TAG_MESSAGE_STATE = 0x0427
 TAG_NETWORK_ERROR_CODE = 0x0423
+
+_STATUS_NAMES: Mapping[int, str] = MappingProxyType({
+    value: name.removeprefix("SMPP_") for name, value in vars(consts).items()
+    if name.startswith("SMPP_ESME_") and isinstance(value, int)})
+
+
+def describe_status(status: int) -> str:
+    """``0x0000000E ESME_RINVPASWD (invalid password)``: a command_status for people."""
+    name = _STATUS_NAMES.get(status)
+    if name is None:
+        return f"0x{status:08X} (unknown status)"
+    meaning = consts.DESCRIPTIONS.get(status, "").lower()
+    if meaning.startswith("<"):  # smpplib's "<Desc Not Set>"
+        meaning = ""
+    return f"0x{status:08X} {name} ({meaning})" if meaning else f"0x{status:08X} {name}"
+
 
 ESM_UDHI = 0x40
 ESM_TYPE_MASK = 0x3C

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from sms_gateway.routing import Route
+from sms_gateway.smpp.backlog import MIN_CAP
 
 BindMode = Literal["transceiver", "transmitter", "receiver"]
 LongMessageMode = Literal["udh", "sar", "payload"]
@@ -56,6 +57,7 @@ class SmppLinkConfig:
     drain_timeout: float = 5.0
     down_timeout: float = 60.0
     receipt_hold: float = 30.0
+    max_buffered: int = 2000
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -82,6 +84,8 @@ class SmppLinkConfig:
             raise ValueError("max_attempts must be >= 1")
         if not 0 < self.throttle_pause_min <= self.throttle_pause_max:
             raise ValueError("need 0 < throttle_pause_min <= throttle_pause_max")
+        if self.max_buffered < MIN_CAP:
+            raise ValueError(f"max_buffered must be at least {MIN_CAP}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ A receipt whose id is not known yet (its submit_sm_resp is still in flight)
 is held by the bind's :class:`ReceiptHold`.  deliver_sm_resp goes out with
 ESME_ROK when the callback's Deferred fires, with ESME_RX_T_APPN (temporary:
 the SMSC retries) when it fails, and with ESME_RX_P_APPN for a PDU that can
-never be decoded (its raw bytes still reach ``pdu_sink``).
+never be decoded (its raw bytes still reach ``pdu_sink``).  Every decoded
+deliver_sm counts in the bind's :class:`~sms_gateway.smpp.backlog.Backlog`
+from the moment it is read (held or not) until its callback fires.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class InboundHandler:
                      seq=pdu.sequence, error=str(exc))
             self._answer(proto, pdu.sequence, codec.ESME_RX_P_APPN)
             return
+        self.bind.backlog.add_inbound()
         if not is_receipt(sm):
             self._call(proto, pdu.sequence, self.on_inbound, message,
                        f"MO from {mask_msisdn(message.sender)}")
@@ -104,14 +107,20 @@ class InboundHandler:
         d = defer.maybeDeferred(callback, item)
 
         def ok(_: object) -> None:
-            self._answer(proto, seq, codec.ESME_ROK)
+            self._settle(proto, seq, codec.ESME_ROK)
 
         def failed(failure: Failure) -> None:
             log.failure("bind {link}: {what} not stored; SMSC will retry", failure,
                         link=self.bind.name, what=what)
-            self._answer(proto, seq, codec.ESME_RX_T_APPN)
+            self._settle(proto, seq, codec.ESME_RX_T_APPN)
 
         d.addCallbacks(ok, failed)
+
+    def _settle(self, proto: SmppProtocol, seq: int, status: int) -> None:
+        # Uncount first: the answer's record takes the deliver_sm's place in the count.
+        self.bind.backlog.inbound_settled()
+        self._answer(proto, seq, status)
+        self.bind.check_drained()  # a stopping bind unbinds only after this answer
 
     def _answer(self, proto: SmppProtocol, seq: int, status: int) -> None:
         if not proto.connected_now:

@@ -13,6 +13,8 @@ from sms_gateway.smpp.bind import InboundCallback, ReceiptCallback, SmppBind
 from sms_gateway.smpp.config import SmppConfig, SmppLinkConfig
 from sms_gateway.smpp.records import PduSink
 
+OWN_PDUS = 8  # what a bind may send on its own beyond its cap: bind, enquire_link, unbind
+
 
 def endpoint_for(config: SmppLinkConfig, reactor: Any) -> IStreamClientEndpoint:
     """A client endpoint for ``config``: plain TCP, or TLS verified against the CA file."""
@@ -35,3 +37,12 @@ def build_binds(config: SmppConfig, *, reactor: Any, on_inbound: InboundCallback
                            on_inbound=on_inbound, on_receipt=on_receipt, pdu_sink=pdu_sink,
                            rng=rng)
             for name, link in config.links.items()}
+
+
+def records_bound(config: SmppConfig) -> int:
+    """The most PDU records the binds of ``config`` can have unsettled at once.
+
+    Each bind keeps at most ``max_buffered`` (plus the few PDUs it sends on
+    its own), so a store that accepts this many never has to refuse a record.
+    """
+    return sum(link.max_buffered + OWN_PDUS for link in config.links.values())

@@ -3,7 +3,9 @@
 It owns no policy: events go to a :class:`SessionHandler` (the bind, or the
 simulator's connection handler) in one batch per ``dataReceived``, then the
 queued frames are written in one ``writeSequence``.  Timers come from the
-injected clock (``Clock``).
+injected clock (``Clock``).  An optional ``gate`` says how many PDUs may be
+read now; when it says none, the adapter stops reading from the transport
+(``pauseProducing``) until :meth:`SmppProtocol.resume_reading`.
 """
 
 from __future__ import annotations
@@ -37,12 +39,17 @@ class SmppProtocol(Protocol):
     """One SMPP connection driven by a sans-I/O session."""
 
     def __init__(self, session: SmppSession, handler: SessionHandler, clock: Clock,
-                 on_flush: Callable[[SmppSession], None] | None = None) -> None:
+                 on_flush: Callable[[SmppSession], None] | None = None,
+                 gate: Callable[[], int] | None = None) -> None:
         self.session = session
         self.handler = handler
         self.clock = clock
         self.on_flush = on_flush
+        self.gate = gate
         self.connected_now = False
+        self.reading_paused = False
+        self._paused_at = 0.0
+        self._reading = False
         self._timer: DelayedCall | None = None
         self._timer_at = 0.0
 
@@ -54,10 +61,63 @@ class SmppProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted API
         """Feed the session; hand the events over; write the answers."""
-        events = self.session.receive_data(data, self.clock.seconds())
-        if events:
-            self.handler.session_events(self, events)
-        self.flush()
+        if self.gate is None:
+            events = self.session.receive_data(data, self.clock.seconds())
+            if events:
+                self.handler.session_events(self, events)
+            self.flush()
+            return
+        self._read_gated(data)
+
+    def _read_gated(self, data: bytes) -> None:
+        """Frame as many PDUs as the gate allows, in rounds; stop reading when it allows none.
+
+        Each round's records are traced before its events are handled, so the
+        gate and the handler count them at once.
+        """
+        session = self.session
+        if self._reading:  # re-entered from our own handling: buffer, the outer loop reads it
+            session.receive_data(data, self.clock.seconds(), limit=0)
+            return
+        assert self.gate is not None
+        self._reading = True
+        try:
+            while True:
+                limit = self.gate()
+                events = session.receive_data(data, self.clock.seconds(), limit=limit)
+                data = b""
+                if self.on_flush is not None and session.trace:
+                    self.on_flush(session)
+                if events:
+                    self.handler.session_events(self, events)
+                self.flush()
+                if limit == 0 or not session.has_frame or not self.connected_now:
+                    break
+        finally:
+            self._reading = False
+        if self.connected_now and self.gate() == 0:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if self.reading_paused or self.transport is None:
+            return
+        self.reading_paused = True
+        self._paused_at = self.clock.seconds()
+        cast(Any, self.transport).pauseProducing()
+
+    def resume_reading(self) -> None:
+        """Read again: first the PDUs already buffered, then from the transport.
+
+        Time spent not reading does not count against the peer: response
+        deadlines and the keepalive move later by that much.
+        """
+        if not self.reading_paused or not self.connected_now:
+            return
+        self.reading_paused = False
+        self.session.shift_deadlines(self.clock.seconds() - self._paused_at)
+        self._read_gated(b"")  # may stop reading again at once
+        if not self.reading_paused and self.transport is not None:
+            cast(Any, self.transport).resumeProducing()
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
         """Cancel timers and report the requests that will never be answered."""
@@ -99,6 +159,8 @@ class SmppProtocol(Protocol):
 
     def _tick(self) -> None:
         self._timer = None
+        if self.reading_paused:
+            return  # answers may be waiting unread; resume_reading re-arms the timer
         events = self.session.tick(self.clock.seconds())
         if events:
             self.handler.session_events(self, events)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from twisted.internet.defer import Deferred
 
 from sms_gateway.smpp import codec
 from sms_gateway.smpp.session import SmppSession
@@ -31,7 +33,10 @@ class PduRecord:
     reference: str | None = None
 
 
-PduSink = Callable[[PduRecord], None]
+PduSink = Callable[[PduRecord], "Deferred[Any] | None"]
+"""Takes every record.  A sink that stores asynchronously returns a Deferred that
+fires once the record is stored (or given up); the bind counts the record as
+buffered until then, and stops reading while too many are (``max_buffered``)."""
 
 
 def redact(raw: bytes) -> bytes:
@@ -63,7 +68,8 @@ def make_record(direction: Direction, link: str, raw: bytes, at: float,
                      message_id, reference)
 
 
-def record_trace(session: SmppSession, sink: PduSink, link: str, now: float) -> None:
+def record_trace(session: SmppSession, sink: Callable[[PduRecord], object], link: str,
+                 now: float) -> None:
     """Hand every frame the session traced (sent and received) to ``sink``."""
     tx, rx = session.pop_trace()
     for raw, context in tx:

@@ -200,8 +200,12 @@ class SmppSession:
         return lost
 
     # ------------------------------------------------------------------ input
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
-        """Feed received bytes; returns the events they complete."""
+    def receive_data(self, data: bytes, now: float, *, limit: int | None = None) -> list[Event]:
+        """Feed received bytes; returns the events they complete.
+
+        With ``limit``, at most that many PDUs are framed; the rest stays
+        buffered (see :attr:`has_frame`) until a later call, which may pass no data.
+        """
         if self.state is State.CLOSED:
             return []
         self._last_rx = now
@@ -210,7 +214,9 @@ class SmppSession:
         events: list[Event] = []
         pos = 0
         end = len(buf)
-        while end - pos >= 4:
+        framed = 0
+        while end - pos >= 4 and (limit is None or framed < limit):
+            framed += 1
             (length,) = struct.unpack_from(">L", buf, pos)
             if length < 16 or length > self.max_command_length:
                 seq = struct.unpack_from(">L", buf, pos + 12)[0] if end - pos >= 16 else 0
@@ -233,6 +239,15 @@ class SmppSession:
                 break
         del buf[:pos]
         return events
+
+    @property
+    def has_frame(self) -> bool:
+        """True when a whole PDU (or a bad command_length) waits in the receive buffer."""
+        buf = self._buffer
+        if len(buf) < 4 or self.state is State.CLOSED:
+            return False
+        length: int = struct.unpack_from(">L", buf)[0]
+        return length < 16 or length > self.max_command_length or len(buf) >= length
 
     def _dispatch(self, pdu: Pdu, events: list[Event]) -> None:
         if self.trace:
@@ -335,6 +350,17 @@ class SmppSession:
                 and now - self._last_rx >= self.enquire_link_interval):
             self._enquire_seq = self.send_request(codec.ENQUIRE_LINK, b"", now, windowed=False)
         return events
+
+    def shift_deadlines(self, by: float) -> None:
+        """Push every response deadline and the keepalive ``by`` seconds later.
+
+        For time spent not reading: an answer may have been waiting unread.
+        """
+        if by <= 0:
+            return
+        for request in self.outstanding.values():
+            request.deadline += by
+        self._last_rx += by
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (None: nothing scheduled)."""

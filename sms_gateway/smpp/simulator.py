@@ -2,8 +2,9 @@
 
 It checks credentials, answers submit_sm with hex message ids, sends
 receipts after a delay with a configurable outcome mix, lets callers inject
-mobile-originated messages (:meth:`SmscSimulator.inject_mo`) and observe
-submits (:meth:`SmscSimulator.add_submit_observer`), and injects faults:
+mobile-originated messages (:meth:`SmscSimulator.inject_mo`), observe
+submits (:meth:`SmscSimulator.add_submit_observer`) and every PDU
+(:meth:`SmscSimulator.add_pdu_observer`), and injects faults:
 throttling above a TPS, disconnects every N submits, dropped or slow
 responses, garbage bytes.  It reuses the sans-I/O session core.
 """
@@ -197,6 +198,7 @@ class SmscSimulator:
         self.bucket = TokenBucket(config.throttle_tps, now=clock.seconds())
         self.next_id = self.rng.randrange(1 << 28, 1 << 32)
         self.observers: list[Callable[[SubmittedMessage], None]] = []
+        self.pdu_observers: list[Callable[[str, bytes], None]] = []
         self._timers: set[DelayedCall] = set()
         self.stats = {"submit_sm": 0, "accepted": 0, "throttled": 0, "dropped": 0,
                       "disconnects": 0, "receipts": 0, "mo": 0, "bad_pdus": 0, "rejected": 0}
@@ -208,13 +210,36 @@ class SmscSimulator:
             session = SmppSession(Role.SMSC, window=cfg.window,
                                   response_timeout=cfg.response_timeout,
                                   enquire_link_interval=3600.0, now=self.clock.seconds(),
-                                  trace=cfg.log_pdus)
-            return SmppProtocol(session, SimConnection(self), self.clock, on_flush=_log_pdus)
+                                  trace=cfg.log_pdus or bool(self.pdu_observers))
+            return SmppProtocol(session, SimConnection(self), self.clock,
+                                on_flush=self._traced)
         return Factory.forProtocol(cast(Any, build))
 
     def add_submit_observer(self, observer: Callable[[SubmittedMessage], None]) -> None:
         """Call ``observer`` with every accepted submit_sm (the device simulator's MT feed)."""
         self.observers.append(observer)
+
+    def add_pdu_observer(self, observer: Callable[[str, bytes], None]) -> None:
+        """Call ``observer(direction, raw)`` for every PDU sent ("out") or read ("in").
+
+        Only connections made after this call are observed.  Within one batch,
+        the PDUs sent are reported before those read.
+        """
+        self.pdu_observers.append(observer)
+
+    def _traced(self, session: SmppSession) -> None:
+        tx, rx = session.pop_trace()
+        for raw, _ in tx:
+            if self.config.log_pdus:
+                log.info("sim > {pdu} {hex}",
+                         pdu=codec.command_name(codec.HEADER.unpack_from(raw)[1]), hex=raw.hex())
+            for observer in self.pdu_observers:
+                observer("out", raw)
+        for pdu, _ in rx:
+            if self.config.log_pdus:
+                log.info("sim < {pdu} {hex}", pdu=pdu.name, hex=pdu.raw.hex())
+            for observer in self.pdu_observers:
+                observer("in", pdu.raw)
 
     # --------------------------------------------------------------- submits
     def on_submit_sm(self, conn: SimConnection, proto: SmppProtocol, pdu: codec.Pdu) -> None:
@@ -359,11 +384,3 @@ class SmscSimulator:
         """How many ESMEs are bound now."""
         return sum(1 for c in self.connections if c.proto and c.proto.session.is_bound)
 
-
-def _log_pdus(session: SmppSession) -> None:
-    tx, rx = session.pop_trace()
-    for raw, _ in tx:
-        log.info("sim > {pdu} {hex}", pdu=codec.command_name(codec.HEADER.unpack_from(raw)[1]),
-                 hex=raw.hex())
-    for pdu, _ in rx:
-        log.info("sim < {pdu} {hex}", pdu=pdu.name, hex=pdu.raw.hex())

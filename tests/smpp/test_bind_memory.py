@@ -12,6 +12,8 @@ from sms_gateway.channel import OutboundMessage, SubmitResult
 from sms_gateway.errors import MessageTooLongError, SubmitError
 from sms_gateway.events import DeliveryStatus
 from sms_gateway.smpp import codec
+from sms_gateway.smpp.bind import BindRefusedError
+from sms_gateway.smpp.session import frames_summary
 from sms_gateway.smpp.simulator import SimulatorConfig
 from sms_gateway.udh import Concat, Udh
 from tests.smpp.support import Memory
@@ -293,3 +295,36 @@ def test_messages_queued_during_a_short_outage_go_out_after_reconnect() -> None:
     got = collect(m.h.bind.submit(OutboundMessage("+447700900123", b"waiting")))
     m.advance(2.0, steps=20)
     assert isinstance(got[0], SubmitResult) and m.h.bind.stats["binds"] == 2
+
+
+def test_refused_bind_fails_a_waiter_that_asked_with_the_status_and_its_name() -> None:
+    m = Memory(password="wrong")
+    refused = collect(m.h.bind.when_up(refusal_fails=True))
+    patient = collect(m.h.bind.when_up())
+    m.h.bind.startService()
+    m.settle()
+    [failure] = refused
+    assert isinstance(failure.value, BindRefusedError)
+    assert failure.value.status == codec.ESME_RINVPASWD and failure.value.link == "a"
+    assert str(failure.value) == ("bind a refused by the SMSC: "
+                                  "0x0000000E ESME_RINVPASWD (invalid password)")
+    assert patient == []  # the default waiter keeps waiting for a later bind
+
+
+def test_stop_from_inside_the_receipt_callback_answers_that_receipt_before_unbinding() -> None:
+    m = Memory(SimulatorConfig(receipt_delay=0.1))
+    received: list[str] = []
+    m.sim.add_pdu_observer(lambda direction, raw: received.append(
+        frames_summary([raw])[0][0]) if direction == "in" else None)
+    m.start()
+    stopped: list[Any] = []
+
+    def stop_on_receipt(receipt: Any) -> Deferred[None]:
+        stopped.append(collect(m.h.bind.stopService()))  # as `mepl sms send` does
+        return defer.succeed(None)
+
+    m.h.bind.inbound.on_receipt = stop_on_receipt
+    m.h.bind.submit(OutboundMessage("+447700900123", b"r"))
+    m.advance(0.5, steps=5)
+    assert received[-2:] == ["deliver_sm_resp", "unbind"]
+    assert stopped and stopped[0] == [None]

@@ -16,6 +16,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
 from sms_gateway.channel import OutboundMessage
+from sms_gateway.smpp.session import frames_summary
 from sms_gateway.smpp.simulator import SimulatorConfig, SmscSimulator
 from tests.smpp.support import make_harness
 
@@ -52,6 +53,9 @@ class SmsSendTest(unittest.TestCase):
         self.addCleanup(self.sim.stop)
         self.seen: list[Any] = []
         self.sim.add_submit_observer(self.seen.append)
+        self.received: list[str] = []  # what the simulator read, in order
+        self.sim.add_pdu_observer(lambda direction, raw: self.received.append(
+            frames_summary([raw])[0][0]) if direction == "in" else None)
 
     def run_cli(self, *args: str) -> defer.Deferred[tuple[bytes, bytes, int]]:
         return getProcessOutputAndValue(sys.executable, ("-m", "mepl.cli.main", *args),
@@ -71,16 +75,34 @@ class SmsSendTest(unittest.TestCase):
         self.assertEqual(lines[:3], [f"part {i}/3: message id {m}" for i, m in
                                      enumerate(ids, start=1)])
         self.assertEqual(lines[3], "receipt: delivered")
+        # every receipt is answered, the last one too, and only then comes the unbind
+        self.assertEqual(self.received.count("deliver_sm_resp"), 3)
+        self.assertEqual(self.received[-1], "unbind")
 
     @defer.inlineCallbacks
-    def test_sms_send_with_bad_password_exits_non_zero_with_a_message(self) -> Any:
+    def test_sms_send_with_bad_password_reports_the_refusal_at_once(self) -> Any:
         base = self.tmpdir()
         cfg = config_file(base, self.port.getHost().port, password="wrong")
+        # --timeout far beyond the test's own: only an immediate exit passes
+        _out, err, code = yield self.run_cli("sms", "send", "--config", str(cfg), "--to",
+                                            "+447700900123", "--text", "hi", "--timeout", "600")
+        self.assertEqual(code, 1)
+        self.assertIn(b"mepl: error: bind carrier refused by the SMSC: "
+                      b"0x0000000E ESME_RINVPASWD (invalid password)", err)
+        self.assertEqual(self.received.count("bind_transceiver"), 1)  # no retry either
+        self.assertEqual(self.seen, [])
+
+    @defer.inlineCallbacks
+    def test_sms_send_to_an_unreachable_smsc_still_gives_up_after_the_timeout(self) -> Any:
+        base = self.tmpdir()
+        free = R.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+        number = free.getHost().port
+        yield free.stopListening()  # nothing listens there now
+        cfg = config_file(base, number)
         _out, err, code = yield self.run_cli("sms", "send", "--config", str(cfg), "--to",
                                             "+447700900123", "--text", "hi", "--timeout", "1")
         self.assertEqual(code, 1)
         self.assertIn(b"could not bind carrier", err)
-        self.assertEqual(self.seen, [])
 
     @defer.inlineCallbacks
     def test_sms_send_without_links_fails_clearly(self) -> Any:

@@ -124,3 +124,11 @@ def test_record_of_submit_sm_resp_carries_the_message_id() -> None:
     raw = codec.encode_frame(codec.SUBMIT_SM_RESP, 0, 9, b"ff01\0")
     record = make_record("in", "a", raw, 2.0, "ref-1")
     assert (record.message_id, record.sequence, record.reference) == ("ff01", 9, "ref-1")
+
+
+def test_status_is_described_by_code_name_and_meaning() -> None:
+    assert codec.describe_status(codec.ESME_RINVPASWD) == \
+        "0x0000000E ESME_RINVPASWD (invalid password)"
+    assert codec.describe_status(codec.ESME_RINVSYSID) == \
+        "0x0000000F ESME_RINVSYSID (invalid system id)"
+    assert codec.describe_status(0x400) == "0x00000400 (unknown status)"

@@ -108,6 +108,31 @@ def test_enquire_link_is_answered_automatically_without_an_event() -> None:
     assert frames_summary(s.pop_frames()) == [("enquire_link_resp", 0, 99)]
 
 
+def test_receive_data_frames_at_most_limit_pdus_and_keeps_the_rest_buffered() -> None:
+    s = bound_esme()
+    stream = b"".join(frame(codec.ENQUIRE_LINK, seq) for seq in range(1, 6))
+    s.receive_data(stream, 1.0, limit=2)
+    assert frames_summary(s.pop_frames()) == [("enquire_link_resp", 0, 1),
+                                              ("enquire_link_resp", 0, 2)]
+    assert s.has_frame
+    s.receive_data(frame(codec.ENQUIRE_LINK, 6)[:7], 1.0, limit=0)  # buffered, not framed
+    assert s.pop_frames() == [] and s.has_frame
+    s.receive_data(frame(codec.ENQUIRE_LINK, 6)[7:], 1.0)
+    assert [seq for _, _, seq in frames_summary(s.pop_frames())] == [3, 4, 5, 6]
+    assert not s.has_frame
+
+
+def test_a_partial_frame_is_not_a_frame_but_a_bad_length_is() -> None:
+    s = bound_esme()
+    s.receive_data(frame(codec.ENQUIRE_LINK, 1)[:15], 1.0, limit=0)
+    assert not s.has_frame
+    s.receive_data(frame(codec.ENQUIRE_LINK, 1)[15:], 1.0, limit=0)
+    assert s.has_frame
+    s2 = bound_esme()
+    s2.receive_data(b"\x00\x00\x00\x02garbage", 1.0, limit=0)
+    assert s2.has_frame  # framing it answers generic_nack and closes
+
+
 def test_peer_unbind_is_answered_and_ends_the_session() -> None:
     s = bound_esme()
     assert s.receive_data(frame(codec.UNBIND, 4), 1.0) == [Unbound(by_peer=True)]
@@ -233,3 +258,15 @@ def test_garbage_never_raises_and_is_always_answered_or_buffered(data: bytes) ->
         assert isinstance(event, RequestReceived | ProtocolError)
     if any(isinstance(e, ProtocolError) and e.fatal for e in events):
         assert frames[-1][0] == "generic_nack" and s.should_close
+
+
+def test_shifted_deadlines_expire_requests_and_keepalive_later() -> None:
+    s = bound_esme(response_timeout=2.0, enquire_link_interval=5.0)
+    s.send_request(codec.SUBMIT_SM, b"", 0.0, "a")
+    s.shift_deadlines(10.0)
+    assert s.tick(11.9) == [] and s.next_deadline() == 12.0
+    s.pop_frames()
+    [expired] = s.tick(12.0)
+    assert isinstance(expired, ResponseTimedOut) and s.pop_frames() == []  # idle until 15
+    s.tick(15.0)
+    assert frames_summary(s.pop_frames())[0][0] == "enquire_link"

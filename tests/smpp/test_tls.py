@@ -20,7 +20,7 @@ from twisted.trial import unittest
 from sms_gateway.channel import OutboundMessage
 from sms_gateway.smpp.links import endpoint_for
 from sms_gateway.smpp.simulator import SimulatorConfig, SmscSimulator
-from tests.smpp.support import make_harness
+from tests.smpp.support import link_config, make_harness
 
 R: Any = reactor
 # Twisted builds its server context from pyOpenSSL objects, which pyOpenSSL now deprecates.
@@ -63,8 +63,6 @@ class TlsBindTest(unittest.TestCase):
 
     def harness(self, ca: Path) -> Any:
         number = self.port.getHost().port
-        from tests.smpp.support import link_config
-
         config = link_config(port=number, host="localhost", tls=True, tls_ca_file=ca)
         h = make_harness(R, endpoint_for(config, R), self.sim, port=number, host="localhost",
                          tls=True, tls_ca_file=ca)
@@ -90,3 +88,33 @@ class TlsBindTest(unittest.TestCase):
         self.assertFalse(h.bind.is_up)
         self.assertEqual(h.submitted, [])
         self.assertFalse(any(r.command == "bind_transceiver_resp" for r in h.records))
+
+    @defer.inlineCallbacks
+    def test_deliver_sm_flood_over_tls_is_answered_in_full_within_the_cap(self) -> Any:
+        self.sim.config = SimulatorConfig(window=5000)
+        number = self.port.getHost().port
+        ca = self.dir / "ca.pem"
+        h = make_harness(R, endpoint_for(link_config(port=number, host="localhost", tls=True,
+                                                     tls_ca_file=ca), R),
+                         self.sim, port=number, host="localhost", tls=True, tls_ca_file=ca,
+                         max_buffered=40)
+
+        def store_next_turn(message: Any) -> defer.Deferred[None]:
+            d: defer.Deferred[None] = defer.Deferred()
+            R.callLater(0, d.callback, None)  # stored a reactor turn later
+            return d
+
+        h.inbound_result = store_next_turn
+        h.bind.startService()
+        self.addCleanup(h.bind.stopService)
+        up = h.bind.when_up()
+        up.addTimeout(10, R)
+        yield up
+        statuses = yield defer.gatherResults([
+            self.sim.inject_mo("+447700900123", "+4412345", i.to_bytes(2, "big"))
+            for i in range(2000)])
+        self.assertEqual(statuses, [0] * 2000)
+        self.assertEqual(len(h.inbound), 2000)
+        self.assertLessEqual(h.bind.backlog.peak, 40)
+        self.assertGreater(h.bind.stats["read_pauses"], 0)
+        self.assertEqual(h.bind.stats["binds"], 1)
