@@ -104,10 +104,7 @@ def check_socket_dir(path: Path, owner_uid: int) -> None:
         raise EmbeddedServerError(
             f"socket directory {path} has mode {mode:04o}: only the server's user may enter "
             "it (0700), as anyone who reaches the socket is database superuser")
-    parent = os.stat(path.parent)
-    sticky = bool(parent.st_mode & stat.S_ISVTX)
-    if not sticky and (parent.st_mode & 0o022
-                       or parent.st_uid not in (0, os.geteuid(), owner_uid)):
+    if not _others_cannot_replace_in(path.parent, owner_uid):
         raise EmbeddedServerError(
             f"socket directory {path}: others can write to its parent {path.parent} "
             "and could replace it")
@@ -218,13 +215,7 @@ def _is_postmaster(pid: int) -> bool:
     """True while ``pid`` is a live ``postgres`` process (not a zombie, not a reused pid)."""
     proc = Path(f"/proc/{pid}")
     if not Path("/proc/self").exists():  # no procfs: ask the kernel only
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return _pid_alive(pid)
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         comm = (proc / "comm").read_text().strip()
@@ -395,7 +386,12 @@ class _Cluster:
         if info.socket_dir is None:
             raise EmbeddedServerError(
                 f"the embedded server in {self.pgdata} (pid {info.pid}) has no UNIX socket")
-        check_socket_dir(info.socket_dir, self._service_uid)
+        try:
+            check_socket_dir(info.socket_dir, self._service_uid)
+        except EmbeddedServerError as exc:
+            raise EmbeddedServerError(
+                f"{exc}; refusing the embedded server in {self.pgdata} (pid {info.pid}): "
+                "stop it and start again") from None
         return info.socket_dir
 
     def _init_cluster(self) -> None:
@@ -548,15 +544,19 @@ def _is_private_dir(path: Path) -> bool:
             and not info.st_mode & 0o077)
 
 
-def _others_cannot_replace_in(path: Path) -> bool:
-    """True for a directory in which others cannot rename what we create (or sticky)."""
+def _others_cannot_replace_in(path: Path, owner_uid: int | None = None) -> bool:
+    """True for a directory in which no one else can rename what we create.
+
+    Sticky (as ``/tmp``), or writable only by its owner, who is root, us or
+    ``owner_uid``.
+    """
     try:
         info = os.stat(path)
     except OSError:
         return False
     return stat.S_ISDIR(info.st_mode) and (
         bool(info.st_mode & stat.S_ISVTX)
-        or (not info.st_mode & 0o022 and info.st_uid in (0, os.geteuid())))
+        or (not info.st_mode & 0o022 and info.st_uid in (0, os.geteuid(), owner_uid)))
 
 
 def _gone_within(pid: int, seconds: float) -> bool:
