@@ -4,14 +4,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+#: Schemes accepted for ``url``: all mean PostgreSQL through psycopg2, the driver MEPL ships.
+PSYCOPG2_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
+
+
+def psycopg2_url(url: str) -> str:
+    """``url`` with its scheme made ``postgresql+psycopg2``; ValueError for any other driver.
+
+    ``postgresql://`` and ``postgres://`` (as libpq and most providers write
+    them) are accepted; another driver (``postgresql+asyncpg://``,
+    ``mysql://``...) is refused with a message naming the setting.  The URL
+    itself is never echoed, as it may hold a password.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or not scheme:
+        raise ValueError("url: expected a URL such as postgresql://user:password@host/db")
+    if scheme.lower() not in PSYCOPG2_SCHEMES:
+        raise ValueError(
+            f"url: unsupported driver {scheme!r}: MEPL talks to PostgreSQL through psycopg2; "
+            "write postgresql://, postgres:// or postgresql+psycopg2://")
+    normalised = f"postgresql+psycopg2://{rest}"
+    try:
+        make_url(normalised)
+    except (ArgumentError, ValueError):
+        raise ValueError("url: not a valid database URL "
+                         "(postgresql://user:password@host:port/db)") from None
+    return normalised
+
 
 @dataclass(frozen=True)
 class DatabaseConfig:
     """Where the store lives and how it is used.
 
-    ``url`` is an SQLAlchemy URL of an external PostgreSQL
-    (``postgresql+psycopg2://user:pass@host/db``); None or empty starts the
-    embedded server in ``<state_dir>/pg``.  ``pool_size`` is both the number
+    ``url`` is the URL of an external PostgreSQL
+    (``postgresql://user:pass@host/db``, ``postgres://`` or
+    ``postgresql+psycopg2://``, all stored as ``postgresql+psycopg2://``;
+    other drivers are refused); None or empty starts the embedded server in
+    ``<state_dir>/pg``.  ``pool_size`` is both the number
     of connections kept open and the number of worker threads of the
     :class:`~blobstore.pool.DatabasePool`.
     """
@@ -32,8 +64,8 @@ class DatabaseConfig:
     def __post_init__(self) -> None:
         if self.url is not None and self.url.strip() == "":
             object.__setattr__(self, "url", None)
-        if self.url is not None and not self.url.startswith("postgresql"):
-            raise ValueError("url must be a PostgreSQL URL (postgresql+psycopg2://...)")
+        if self.url is not None:
+            object.__setattr__(self, "url", psycopg2_url(self.url))
         if self.pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         if self.max_overflow < 0:

@@ -37,7 +37,10 @@ class Database:
         check_schema(self.engine)
 
     def close(self) -> None:
-        """Dispose of the engine's connections and stop the embedded server."""
+        """Dispose of the engine's connections and stop the embedded server.
+
+        Calling it again does nothing; stopping the server is bounded in time.
+        """
         self.engine.dispose()
         if self.embedded is not None:
             self.embedded.stop()
@@ -83,7 +86,7 @@ def open_database(config: DatabaseConfig, state_dir: Path) -> Database:
     embedded = start_embedded(state_dir)
     try:
         engine = create_store_engine(embedded.url(), config)
-    except Exception:
+    except BaseException:  # Ctrl-C included: release the server we joined or started
         embedded.stop()
         raise
     return Database(engine, config, embedded)

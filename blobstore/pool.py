@@ -21,17 +21,18 @@ thread and returns an already-fired Deferred, for unit tests.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -139,6 +140,7 @@ class DatabasePool:
         self._backoff_s = retry_backoff_s
         self._threadpool = ThreadPool(minthreads=0, maxthreads=max_threads, name=name)
         self._running = False
+        self._shutdown_trigger: Any = None
 
     @classmethod
     def from_config(cls, engine: Engine, reactor: IReactorFromThreads,
@@ -149,16 +151,25 @@ class DatabasePool:
                    retry_backoff_s=config.retry_backoff_ms / 1000)
 
     def start(self) -> None:
-        """Start the worker threads."""
+        """Start the worker threads; they are stopped at reactor shutdown at the latest."""
         if not self._running:
             self._threadpool.start()
             self._running = True
+            if IReactorCore.providedBy(self._reactor):
+                # A reactor stopped by Ctrl-C before the owner's stop() ran would
+                # otherwise leave worker threads the interpreter waits for at exit.
+                self._shutdown_trigger = cast(Any, self._reactor).addSystemEventTrigger(
+                    "during", "shutdown", self.stop)
 
     def stop(self) -> None:
         """Stop the worker threads after the transactions already queued."""
         if self._running:
             self._running = False
             self._threadpool.stop()
+            trigger, self._shutdown_trigger = self._shutdown_trigger, None
+            if trigger is not None:
+                with contextlib.suppress(ValueError, KeyError):  # already firing
+                    cast(Any, self._reactor).removeSystemEventTrigger(trigger)
 
     def run_interaction(self, desc: str, fn_txn: Callable[Concatenate[Connection, P], T],
                         /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:

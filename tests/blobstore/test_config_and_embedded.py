@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from blobstore.config import DatabaseConfig
-from blobstore.database import open_database
+from blobstore.database import create_store_engine, open_database
 from blobstore.devices import (
     add_device_txn,
     get_device_txn,
@@ -28,7 +28,7 @@ def test_empty_url_means_embedded() -> None:
 
 @pytest.mark.parametrize("raw, message", [
     ({"pool_size": 0}, "pool_size must be at least 1"),
-    ({"url": "mysql://x"}, "must be a PostgreSQL URL"),
+    ({"url": "mysql://x"}, "unsupported driver 'mysql'"),
     ({"retry_attempts": 0}, "retry_attempts must be at least 1"),
     ({"batch_max_rows": 20_000}, "batch_max_rows must be between 1 and 10000"),
 ])
@@ -36,6 +36,38 @@ def test_bad_database_settings_are_refused_with_their_reason(
         raw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build(DatabaseConfig, raw, "database")
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://mepl:secret@db.internal:5433/mepl",
+    "postgres://mepl:secret@db.internal:5433/mepl",
+    "POSTGRESQL://mepl:secret@db.internal:5433/mepl",
+    "postgresql+psycopg2://mepl:secret@db.internal:5433/mepl",
+])
+def test_plain_postgresql_urls_use_the_psycopg2_driver(url: str) -> None:
+    config = build(DatabaseConfig, {"url": url}, "database")
+    assert config.url == "postgresql+psycopg2://mepl:secret@db.internal:5433/mepl"
+    # ...and SQLAlchemy can build an engine from it (no psycopg module needed).
+    create_store_engine(config.url, config).dispose()
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+asyncpg://mepl@db/mepl",
+    "postgresql+psycopg://mepl@db/mepl",
+    "postgresql+pg8000://mepl@db/mepl",
+    "mysql://mepl@db/mepl",
+    "sqlite:///mepl.db",
+])
+def test_other_database_drivers_are_refused_naming_the_setting(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"^database: url: unsupported driver ") as info:
+        build(DatabaseConfig, {"url": url}, "database")
+    assert "psycopg2" in str(info.value)
+    assert "mepl@db" not in str(info.value)  # the URL (which may hold a password) is not echoed
+
+
+def test_a_database_url_without_a_scheme_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^database: url: expected a URL such as "):
+        build(DatabaseConfig, {"url": "db.internal/mepl"}, "database")
 
 
 def test_unknown_database_key_is_named() -> None:
@@ -65,7 +97,12 @@ def test_embedded_server_lives_in_the_state_dir_and_stops(tmp_path: Path) -> Non
         assert database.engine.url.database == "mepl"
         with database.engine.connect() as conn:
             assert conn.execute(text("SELECT current_database()")).scalar() == "mepl"
-        # A second handle in the same process joins the same server.
+        # A second handle in the same process joins the same server; the
+        # server runs until the last handle is stopped.
         again = start_embedded(state)
         assert again.socket_dir == database.embedded.socket_dir
+        again.stop()
+        again.stop()  # stopping twice is harmless
+        with database.engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
     assert not (state / "pg" / "postmaster.pid").exists()
