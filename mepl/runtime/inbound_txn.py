@@ -212,12 +212,12 @@ def apply_reply_txn(conn: Connection, *, entry_id: int, worker: str, part_ids: S
     """
     if not lock_entry_txn(conn, entry_id, worker):
         return LOST
+    device = _device_key_unchanged(conn, device_id, public_key)
+    if device is None:  # checked before anything is written: this transaction writes nothing
+        return Applied("retry", "device key changed")
     if not _assembled(conn, part_ids):
         finish_txn(conn, entry_id)
         return Applied("duplicate", "applied by another worker")
-    device = _device_key_unchanged(conn, device_id, public_key)
-    if device is None:
-        return Applied("retry", "device key changed")
     event = Event.REPLY_OK if ok else Event.REPLY_REFUSED
     done = transition_txn(conn, command_id, event, machine=lifecycle, now=now,
                           actor=f"device:{device_id}",
@@ -246,11 +246,11 @@ def apply_alert_txn(conn: Connection, *, entry_id: int, worker: str, part_ids: S
     """A verified alert: counter window, identity, state, security events and the LOCK, at once."""
     if not lock_entry_txn(conn, entry_id, worker):
         return LOST
+    if _device_key_unchanged(conn, device_id, public_key) is None:
+        return Applied("retry", "device key changed")  # nothing written yet
     if not _assembled(conn, part_ids):
         finish_txn(conn, entry_id)
         return Applied("duplicate", "applied by another worker")
-    if _device_key_unchanged(conn, device_id, public_key) is None:
-        return Applied("retry", "device key changed")
     message = part_ids[-1]
 
     def security(kind: str, details: Mapping[str, Any]) -> None:

@@ -11,8 +11,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from blobstore.inbound_queue import claim_entries_txn
 from mepl.core import lifecycle
-from mepl.runtime.inbound_txn import ReceiptFacts, apply_receipt_txn, store_inbound_txn
-from mepl.runtime.inbound_worker import receipt_row
+from mepl.runtime.inbound_txn import (
+    ReceiptFacts,
+    apply_receipt_txn,
+    apply_reply_txn,
+    store_inbound_txn,
+)
+from mepl.runtime.inbound_worker import part_row, receipt_row
 from mepl.runtime.outbound_txn import housekeeping_txn, record_submitted_txn
 from signing.commands import ReplyStatus
 from signing.frames import seal_reply
@@ -184,3 +189,23 @@ class LifecycleTableTests(SynchronousTestCase):
         self.assertEqual(lifecycle.target("expire"), "expired")
         self.assertEqual(lifecycle.sources("resend"), {"sent", "delivered"})
         self.assertEqual(lifecycle.sources("claim"), {"queued"})
+
+
+class KeyChangeTests(SynchronousTestCase):
+    def test_a_key_changed_between_verification_and_apply_writes_nothing_and_retries(
+            self) -> None:
+        w = World.create()
+        self.addCleanup(w.engine.dispose)
+        device_id, _ = w.enrol(IMEI, NUMBER)
+        command_id = w.queue(device_id)
+        rows = [w.run(store_inbound_txn, part_row(w.mo(NUMBER, b"x" * 10)), "mo")
+                for _ in range(2)]
+        (entry, _other) = w.run(claim_entries_txn, worker="w", now=w.now,
+                                lease=timedelta(seconds=60), limit=10)
+        outcome = w.run(apply_reply_txn, entry_id=entry.id, worker="w", part_ids=rows,
+                        device_id=device_id, public_key=b"\x00" * 32, command_id=command_id,
+                        ok=True, result={"status": "ok"}, now=w.now)
+        self.assertEqual(outcome.outcome, "retry")
+        self.assertEqual(w.scalar("SELECT count(*) FROM messages WHERE meta ? 'assembled'"), 0)
+        self.assertEqual(w.scalar("SELECT count(*) FROM inbound_queue"), 2)
+        self.assertEqual(w.scalar("SELECT state FROM commands"), "queued")
