@@ -18,21 +18,31 @@ from pathlib import Path
 from typing import Any
 
 from mepl.config import ConfigError, apply_env_overrides, build, load_toml
+from sms_gateway.addresses import normalise_region
+from sms_gateway.errors import AddressError
 
 DEFAULT_STATE_DIR = Path("mepl-state")
 
 
 @dataclass(frozen=True)
 class GeneralConfig:
-    """The ``[mepl]`` section: where state lives and how numbers are read."""
+    """The ``[mepl]`` section: where state lives and how numbers are read.
+
+    ``default_region`` is an ISO 3166 two-letter code with a numbering plan
+    (``GB``, ``US``...); lower case is accepted and upper-cased, anything else
+    is refused at start.
+    """
 
     state_dir: Path = DEFAULT_STATE_DIR
     default_region: str = "GB"
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        if len(self.default_region) != 2 or not self.default_region.isalpha():
-            raise ValueError("default_region must be an ISO 3166 two-letter code, e.g. 'GB'")
+        try:
+            region = normalise_region(self.default_region)
+        except AddressError as exc:
+            raise ValueError(f"default_region: {exc}") from None
+        object.__setattr__(self, "default_region", region)
         if self.log_level not in ("debug", "info", "warn", "error"):
             raise ValueError("log_level must be one of debug, info, warn, error")
 
