@@ -37,7 +37,8 @@ def to_e164(raw: str, default_region: str | None = None) -> str:
     a number that starts with the region's own country code (``447700900123``
     in GB) is read as such.  They are never guessed to be international in
     another country.  Without ``default_region``, bare digits are
-    international (``447700900123``, as SMSCs send them).  A short code (fewer
+    international (``447700900123``, as SMSCs send them).  Letters are refused,
+    never read as keypad digits.  A short code (fewer
     than 7 bare digits) raises :class:`AddressError`: callers keep it as given
     rather than invent a country prefix for it.
     """
@@ -46,6 +47,8 @@ def to_e164(raw: str, default_region: str | None = None) -> str:
     if not text:
         raise AddressError("empty phone number")
     compact = text.translate(_SEPARATORS)
+    if any(ch.isalpha() for ch in compact):
+        raise AddressError("letters in a phone number")  # never keypad digits (vanity)
     if compact.isascii() and compact.isdigit():
         if len(compact) < MIN_FULL_NUMBER_DIGITS:
             raise AddressError("a short code, not a full phone number")

@@ -15,9 +15,11 @@ from mepl.cli.db import run_with_database
 from mepl.config import ConfigError
 from mepl.logs import freeze_startup_objects, start_logging
 from mepl.service import MeplService
-from mepl.settings import Settings, load_settings
+from mepl.settings import Settings, check_deployment, load_settings
 from mepl.signer import ServerSigner
 from signing.errors import SigningError
+from signing.keystore import ServerKeyStore
+from sms_gateway.addresses import mask_msisdn
 
 DESCRIPTION = """\
 Run the main event-processing loop: bind to every configured SMSC link
@@ -25,7 +27,11 @@ Run the main event-processing loop: bind to every configured SMSC link
 [http.gateways.NAME]), and dispatch queued commands signed with the active
 server key from STATE_DIR/keys (`mepl keys init` creates it; an encrypted key
 takes its passphrase from $MEPL_KEY_PASSPHRASE or signing.passphrase_file).
-The schema must be current (`mepl db upgrade`).  SIGINT or SIGTERM stops it
+The schema must be current (`mepl db upgrade`).  Refused before anything
+starts: no dispatch.server_number, or one the devices do not trust (it must
+be one of the key index's trusted numbers, `mepl keys init --trusted-number`),
+no trusted numbers at all, and no way to send (no SMPP link and no HTTP
+gateway with send_url).  SIGINT or SIGTERM stops it
 gracefully: dispatching stops, binds unbind after their outstanding submits,
 stored-but-unflushed PDUs are written.  Several `mepl run` processes may
 share one PostgreSQL.
@@ -48,18 +54,24 @@ def _run(args: argparse.Namespace) -> int:
         settings = load_settings(load_raw_config(args))
     except ConfigError as exc:
         return config_error(exc)
+    key_dir = settings.signing.keys_path(settings.mepl.state_dir)
+    try:
+        signer = ServerSigner.load(key_dir, dict(os.environ), settings.signing.passphrase_file)
+        trusted = ServerKeyStore(key_dir).load().trusted_numbers
+    except (SigningError, OSError) as exc:
+        return fail(f"cannot load the server signing key: {exc} "
+                    "(run `mepl keys init` first)")
+    try:
+        check_deployment(settings, trusted)
+    except ConfigError as exc:
+        return config_error(exc)
 
     def body(database: Database, general: GeneralConfig) -> int:
-        try:
-            signer = ServerSigner.load(settings.signing.keys_path(general.state_dir),
-                                       dict(os.environ), settings.signing.passphrase_file)
-        except (SigningError, OSError) as exc:
-            return fail(f"cannot load the server signing key: {exc} "
-                        "(run `mepl keys init` first)")
         links = ", ".join(settings.smpp.links) or "none"
         gateways = ", ".join(settings.http.gateways) or "none"
         print(f"mepl: SMPP links: {links}; HTTP gateways: {gateways}; "
-              f"signing key {signer.key_id}", flush=True)
+              f"signing key {signer.key_id}; server number "
+              f"{mask_msisdn(settings.dispatch.server_number)}", flush=True)
         if args.check:
             return 0
         start_logging(settings.mepl.log_level)

@@ -69,3 +69,9 @@ def test_unknown_regions_are_refused_clearly(code: str) -> None:
 def test_uk_is_refused_with_a_hint_at_gb() -> None:
     with pytest.raises(AddressError, match="GB"):
         normalise_region("uk")
+
+
+@pytest.mark.parametrize("written", ["+44 7700 banana", "0800 FLOWERS", "+1-800-FLOWERS"])
+def test_letters_are_refused_not_read_as_keypad_digits(written: str) -> None:
+    with pytest.raises(AddressError):
+        to_e164(written, "US")
