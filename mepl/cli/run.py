@@ -6,11 +6,20 @@ import argparse
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.task import react
+from twisted.python.failure import Failure
 
 from blobstore.database import Database
-from mepl.cli.common import GeneralConfig, add_config_options, config_error, fail, load_raw_config
+from mepl.cli.common import (
+    GeneralConfig,
+    add_config_options,
+    config_error,
+    fail,
+    listen_failure,
+    load_raw_config,
+)
 from mepl.cli.db import run_with_database
 from mepl.config import ConfigError
 from mepl.logs import freeze_startup_objects, start_logging
@@ -81,16 +90,41 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, database: Database, signer: ServerSigner) -> int:
+    failed: list[str] = []
+
     def main(reactor: Any) -> Deferred[None]:
         service = MeplService(settings, reactor=reactor, engine=database.engine,
                               signer=signer)
-        service.startService()
+        try:
+            service.startService()
+        except Exception as exc:  # whatever failed, stop what started first
+            failure = Failure()
+            message = _listen_failure(exc, settings)
+            stopped: Deferred[Any] = maybeDeferred(service.stopService)
+            if message is None:
+                return stopped.addBoth(lambda _: failure)  # react reports it, status 1
+            failed.append(message)
+            return stopped.addBoth(lambda _: None)
         freeze_startup_objects()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         return Deferred()  # runs until a signal stops the reactor
 
+    status = 0
     try:
         react(main)
     except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else 0
-    return 0
+        status = int(exc.code) if isinstance(exc.code, int) else 0
+    return fail(failed[0], status=1) if failed else status
+
+
+def _listen_failure(exc: Exception, settings: Settings) -> str | None:
+    """The one-line report of a listener that could not start (else None)."""
+    http, metrics = settings.http, settings.metrics
+    if isinstance(exc, CannotListenError) and metrics.port and (
+            exc.interface, exc.port) == (metrics.host, metrics.port):
+        return listen_failure(exc, metrics.host, metrics.port, host_key="metrics.host",
+                              port_key="metrics.port")
+    if isinstance(exc, CannotListenError) or (http.reuse_port and isinstance(exc, OSError)):
+        return listen_failure(exc, http.host, http.port, host_key="http.host",
+                              port_key="http.port")
+    return None
