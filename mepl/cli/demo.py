@@ -31,7 +31,8 @@ on 127.0.0.1, and the HTTP callback listener.  Signed commands go out to the
 fleet, the handsets verify them and answer with signed replies, two devices
 raise alerts (a SIM swap over SMPP, a loss over the HTTP gateway), and the
 policy locks them.  Exit status 0 when every command was answered and
-verified.
+verified.  Re-running it in the same state directory is fine, with any
+--devices: the demo group is reset to this run's fleet.
 """
 
 
