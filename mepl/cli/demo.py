@@ -75,6 +75,10 @@ def _demo(args: argparse.Namespace) -> int:
             keys.init(now=datetime.now(UTC), passphrase=passphrase_from(os.environ),
                       trusted_numbers=(SERVER_NUMBER,))
         index = keys.load()
+        if index.trusted_numbers and SERVER_NUMBER not in index.trusted_numbers:
+            return fail(f"the keys in {keys.directory} do not trust the demo's server number "
+                        f"{SERVER_NUMBER} (they trust {', '.join(index.trusted_numbers)}): "
+                        "run the demo with its own --state-dir")
         print(f"keys: server id {index.server_id.hex()[:16]}..., active key "
               f"{index.active_key_id}", flush=True)
         options = DemoOptions(devices=args.devices, timeout=args.timeout,

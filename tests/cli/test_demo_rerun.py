@@ -1,38 +1,28 @@
-"""``mepl demo`` re-run in one state (same database, same keys) with other --devices."""
+"""``mepl demo`` re-run in one state (same database, same keys) with other --devices,
+and in a state whose keys it cannot use."""
 
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from mepl.cli.main import main
 from mepl.demo import GROUP, SERVER_NUMBER, DemoOptions, run_demo
-from signing.keystore import ServerKeyStore
+from tests.mepl import test_loop_e2e
 from tests.support.pg import migrated_database
 
 
 class DemoRerunTests(TestCase):
     timeout = 180
-
-    def setUp(self) -> None:
-        self.engine = create_engine(migrated_database("rerun"))
-        self.addCleanup(self.engine.dispose)
-        tmp = tempfile.mkdtemp(prefix="mepl-test-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        self.keys = ServerKeyStore(Path(tmp) / "keys")
-        self.keys.init(now=datetime.now(UTC), passphrase=None, trusted_numbers=(SERVER_NUMBER,))
-
-    def scalar(self, sql: str) -> Any:
-        with self.engine.connect() as conn:
-            return conn.execute(text(sql)).scalar()
+    # The whole-loop test's world: a migrated database and fresh server keys.
+    setUp = test_loop_e2e.WholeLoopTests.setUp
+    scalar = test_loop_e2e.WholeLoopTests.scalar
 
     @inlineCallbacks
     def demo(self, devices: int) -> Any:
@@ -60,3 +50,14 @@ class DemoRerunTests(TestCase):
         yield self.demo(3)
         output = yield self.demo(4)
         self.assertIn("LOCK to 4 devices", output)
+
+
+def test_demo_refuses_keys_that_do_not_trust_its_server_number(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "init", "--state-dir", str(tmp_path),
+                 "--trusted-number", "+12025550123"]) == 0
+    url = migrated_database("demokeys")
+    assert main(["demo", "--state-dir", str(tmp_path), "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert f"do not trust the demo's server number {SERVER_NUMBER}" in err
+    assert "--state-dir" in err
