@@ -61,7 +61,6 @@ def _demo(args: argparse.Namespace) -> int:
         db_config = build(DatabaseConfig, raw.get("database", {}), "database")
     except ConfigError as exc:
         return config_error(exc)
-    start_logging("info" if args.verbose else "warn")
     print(f"state directory: {general.state_dir.resolve()}", flush=True)
     try:
         database = open_database(db_config, general.state_dir)
@@ -83,6 +82,8 @@ def _demo(args: argparse.Namespace) -> int:
               f"{index.active_key_id}", flush=True)
         options = DemoOptions(devices=args.devices, timeout=args.timeout,
                               receipt_delay=args.receipt_delay)
+        # Log events so far are buffered by twisted and written from here on.
+        start_logging("info" if args.verbose else "warn")
         status: list[int] = []
 
         def main(reactor: Any) -> Any:
