@@ -105,6 +105,10 @@ def build(cls: type[T], data: Any, key: str = "") -> T:
     try:
         return cls(**values)
     except ValueError as exc:
+        # "field: problem" from __post_init__ names the field: report its full key.
+        name, sep, problem = str(exc).partition(": ")
+        if sep and name in fields:
+            raise ConfigError(_join(key, name), problem) from None
         raise ConfigError(key, str(exc)) from None
 
 

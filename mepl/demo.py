@@ -37,7 +37,12 @@ from blobstore.devices import (
     update_identity_txn,
 )
 from blobstore.errors import DuplicateGroupError
-from blobstore.groups import add_members_txn, create_group_txn
+from blobstore.groups import (
+    add_members_txn,
+    create_group_txn,
+    group_device_ids_txn,
+    remove_members_txn,
+)
 from blobstore.identity import luhn_check_digit
 from mepl.fleet import SimulatedDevice, SimulatedFleet, make_device
 from mepl.service import MeplService
@@ -82,7 +87,8 @@ def demo_settings(smsc_port: int, secret: str, sim_password: str) -> Settings:
 
 
 def enrol_txn(conn: Connection, fleet: Sequence[SimulatedDevice]) -> int:
-    """Register (or re-provision) every simulated device and put it in the demo group."""
+    """Register (or re-provision) every simulated device; the demo group becomes exactly
+    this fleet (devices of earlier, larger runs leave it).  Returns the new members."""
     ids = []
     for device in fleet:
         record = device_by_imei_txn(conn, device.imei)
@@ -100,6 +106,9 @@ def enrol_txn(conn: Connection, fleet: Sequence[SimulatedDevice]) -> int:
             create_group_txn(conn, GROUP, "simulated devices of mepl demo")
     except DuplicateGroupError:
         pass
+    stale = sorted(set(group_device_ids_txn(conn, GROUP, limit=1_000_000)) - set(ids))
+    if stale:
+        remove_members_txn(conn, GROUP, stale)
     return add_members_txn(conn, GROUP, ids)
 
 
@@ -221,7 +230,7 @@ class Demo:
         yield service.when_bound()
         self.say("smpp: bound to the SMSC simulator on "
                  f"127.0.0.1:{settings_port(service)} as a transceiver")
-        run = f"demo:{int(time.time())}"
+        run = f"demo:{time.time_ns()}"  # unique even for runs within one second
         t0 = time.perf_counter()
         queued = yield pool.run_interaction("queue", queue_txn, run, devices, started)
         self.say(f"queued: LOCK to {queued - 2} devices, a status query and a "

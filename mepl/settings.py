@@ -13,25 +13,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from blobstore.config import DatabaseConfig
 from mepl.cli.common import GeneralConfig
-from mepl.config import build
+from mepl.config import ConfigError, build
 from mepl.metrics import MetricsConfig
 from signing.config import SigningConfig
+from sms_gateway.addresses import to_e164
+from sms_gateway.errors import AddressError
 from sms_gateway.http.config import HttpConfig
 from sms_gateway.smpp.config import SmppConfig
+
+SHORT_CODE = re.compile(r"[0-9]{3,8}")
+"""A server number without ``+``: a short code of 3 to 8 digits."""
 
 
 @dataclass(frozen=True)
 class DispatchConfig:
     """How commands go out and replies come back.
 
-    ``server_number`` is the sender address of every command (E.164; devices
-    trust it through their provisioning bundle).  A submit that fails for a
+    ``server_number`` (required) is the sender address of every command: an
+    E.164 number (``+447700900000``, written with or without spaces) or a
+    short code (3 to 8 digits); devices accept commands only from the trusted
+    numbers of their provisioning bundle, so it must be one of them (see
+    :func:`check_deployment`).  A submit that fails for a
     temporary reason, or a part reported undeliverable, is retried with the
     same bytes (same counter) after ``retry_delay_s``, doubling per attempt
     up to 32 times that, until the command's not-after.  Every
@@ -51,7 +60,7 @@ class DispatchConfig:
     ``alert_max_skew_s`` in the future is refused.
     """
 
-    server_number: str = "+447700900000"
+    server_number: str
     poll_interval_s: float = 0.2
     claim_batch: int = 200
     retry_delay_s: float = 30.0
@@ -68,6 +77,7 @@ class DispatchConfig:
     alert_max_skew_s: float = 600.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "server_number", _sender_address(self.server_number))
         if self.inbound_batch < 1 or self.max_inbound_attempts < 1:
             raise ValueError("inbound_batch and max_inbound_attempts must be at least 1")
         if min(self.receipt_wait_s, self.alert_max_age_s, self.alert_max_skew_s) <= 0:
@@ -81,14 +91,28 @@ class DispatchConfig:
             raise ValueError("max_attempts must be at least 1")
 
 
+def _sender_address(written: str) -> str:
+    """``written`` as E.164 or a short code (raises ValueError naming server_number)."""
+    text = written.strip()
+    if SHORT_CODE.fullmatch(text):
+        return text
+    if text.startswith("+"):
+        try:
+            return to_e164(text)
+        except AddressError:
+            pass
+    raise ValueError(f"server_number: {written!r} is neither an E.164 number (+, country "
+                     "code and number, e.g. +447700900000) nor a short code (3 to 8 digits)")
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Every section, parsed and checked."""
+    """Every section, parsed and checked (``dispatch.server_number`` is required)."""
 
+    dispatch: DispatchConfig
     mepl: GeneralConfig = field(default_factory=GeneralConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
-    dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     smpp: SmppConfig = field(default_factory=SmppConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -96,4 +120,49 @@ class Settings:
 
 def load_settings(raw: Mapping[str, Any]) -> Settings:
     """Build :class:`Settings` from merged TOML/environment data (errors name the key)."""
-    return build(Settings, raw)
+    return build(Settings, {"dispatch": {}, **raw})
+
+
+def check_deployment(settings: Settings, trusted_numbers: Sequence[str]) -> None:
+    """Refuse settings that cannot work with the devices' provisioning.
+
+    ``trusted_numbers`` are the numbers the devices are provisioned to accept
+    commands from (``mepl keys init --trusted-number``, kept in the key index).
+    Raises :class:`ConfigError` naming the key: no trusted numbers at all
+    (devices would accept any sender), a ``dispatch.server_number`` that is not
+    one of them (devices would reject every command), or no way to send (no
+    SMPP link and no HTTP gateway with ``send_url``), and ``metrics.port``
+    equal to the callback listener's ``http.port``.
+    """
+    server = settings.dispatch.server_number
+    if not trusted_numbers:
+        raise ConfigError("keys.trusted_numbers", (
+            "the server keys list no trusted numbers, so devices would accept commands "
+            "from any sender; create the keys with `mepl keys init --trusted-number "
+            f"{server}` before provisioning devices"))
+    if _digits(server) not in {_digits(n) for n in trusted_numbers}:
+        raise ConfigError("dispatch.server_number", (
+            f"{server} is not among the trusted numbers the devices are provisioned with "
+            f"({', '.join(trusted_numbers)}); they would reject every command"))
+    senders = [name for name, gw in settings.http.gateways.items() if gw.can_send]
+    if not settings.smpp.links and not senders:
+        raise ConfigError("smpp.links", (
+            "no SMPP link and no HTTP gateway with send_url: commands could never be sent; "
+            "configure [smpp.links.NAME] or send_url in [http.gateways.NAME]"))
+    http, metrics = settings.http, settings.metrics
+    if (http.gateways and metrics.port and metrics.port == http.port
+            and _overlap(http.host, metrics.host)):
+        raise ConfigError("metrics.port", (
+            f"{metrics.port} is also http.port (the gateway callback listener); "
+            "give /metrics its own port"))
+
+
+def _overlap(host_a: str, host_b: str) -> bool:
+    wildcard = ("0.0.0.0", "::", "")  # noqa: S104 - compared with, never bound
+    return host_a == host_b or host_a in wildcard or host_b in wildcard
+
+
+def _digits(number: str) -> str:
+    # How devices compare sender numbers: digits only, "+" and "00" dropped.
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return digits[2:] if number.strip().startswith("00") else digits

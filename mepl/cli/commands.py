@@ -1,9 +1,10 @@
 """``mepl commands send|list|show``: queue signed commands and follow them.
 
 A queued command is a committed row; any running ``mepl run`` claims it,
-seals it for the device and sends it.  Arguments are checked against the
-command catalog here (``--arg features=battery,sim``), so a bad one is
-refused at once instead of failing at dispatch.  Every send is audited.
+seals it for the device and sends it.  Arguments (``--arg features=battery,sim``)
+are typed and checked against the command catalog by
+:mod:`mepl.commandargs`, so a bad one is refused at once instead of failing
+at dispatch.  Every send is audited.
 """
 
 from __future__ import annotations
@@ -30,50 +31,37 @@ from blobstore.devices import find_device_txn
 from blobstore.errors import StoreError
 from blobstore.groups import get_group_txn
 from blobstore.identity import IdentityError
-from mepl.cli.common import GeneralConfig, add_config_options, fail
+from mepl.cli.common import (
+    GeneralConfig,
+    add_config_options,
+    config_error,
+    fail,
+    general_config,
+    load_raw_config,
+)
 from mepl.cli.db import cli_actor, run_with_database
-from signing.commands import ARGUMENTS, make_command, opcode_from_name
-from signing.errors import EncodingError
-from signing.fields import Kind
+from mepl.commandargs import ArgumentError, describe_arguments, parse_command_arguments
+from mepl.config import ConfigError
+from signing.commands import Opcode
 
 PRIORITIES = {"security": PRIORITY_SECURITY, "normal": PRIORITY_NORMAL, "bulk": PRIORITY_BULK}
-_LISTS = (Kind.FEATURES, Kind.RESTRICTIONS, Kind.NUMBERS)
-
-
-def parse_args(opcode: str, pairs: list[str]) -> dict[str, Any]:
-    """``["k=v", ...]`` to checked JSON arguments for ``opcode`` (raises EncodingError)."""
-    op = opcode_from_name(opcode)
-    kinds = {f.name: f.kind for f in ARGUMENTS[op]}
-    raw: dict[str, Any] = {}
-    for pair in pairs:
-        name, eq, value = pair.partition("=")
-        if not eq or not name:
-            raise EncodingError(f"--arg {pair!r}: use NAME=VALUE")
-        kind = kinds.get(name)
-        if kind in _LISTS:
-            raw[name] = [v.strip() for v in value.split(",") if v.strip()]
-        elif kind is Kind.FLAG:
-            raw[name] = value.lower() in ("1", "true", "yes", "on")
-        elif kind is not None and kind.name.startswith(("U", "I")):
-            try:
-                raw[name] = int(value, 0)
-            except ValueError:
-                raise EncodingError(f"--arg {name}: expected an integer") from None
-        else:
-            raw[name] = value
-    make_command(op, **raw)  # checks names, ranges and lengths now
-    return raw
+SECURITY_OPCODES = frozenset((Opcode.LOCK, Opcode.WIPE, Opcode.ROTATE_KEY,
+                              Opcode.SET_TRUSTED_NUMBERS))
 
 
 def _send(args: argparse.Namespace) -> int:
     try:
-        arguments = parse_args(args.opcode, args.arg)
-    except EncodingError as exc:
+        region = general_config(load_raw_config(args)).default_region
+    except ConfigError as exc:
+        return config_error(exc)
+    try:
+        checked = parse_command_arguments(args.opcode, args.arg, region=region)
+    except ArgumentError as exc:
         return fail(str(exc), status=1)
-    opcode = opcode_from_name(args.opcode).name.lower()
+    opcode = checked.name
+    arguments = checked.to_json()["args"]
     priority = PRIORITIES[args.priority]
-    if args.priority == "normal" and opcode in ("lock", "wipe", "rotate_key",
-                                                "set_trusted_numbers"):
+    if args.priority == "normal" and checked.opcode in SECURITY_OPCODES:
         priority = PRIORITY_SECURITY
 
     def body(database: Database, general: GeneralConfig) -> int:
@@ -153,15 +141,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = parser.add_subparsers(dest="commands_command", metavar="ACTION", required=True)
     send = actions.add_parser(
         "send", help="queue a command for one device or a whole group",
-        description="Queue a command; a running `mepl run` signs and sends it.  Opcodes: "
-                    + ", ".join(op.name.lower() for op in ARGUMENTS) + ".")
+        description="Queue a command; a running `mepl run` signs and sends it.\n"
+                    "Arguments are given as --arg NAME=VALUE.  Opcodes and their "
+                    "arguments:\n\n"
+                    + describe_arguments(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     target = send.add_mutually_exclusive_group(required=True)
     target.add_argument("--device", metavar="ID", help="IMEI, IMSI or phone number")
     target.add_argument("--group", metavar="NAME", help="every member of this group")
     send.add_argument("--opcode", required=True, help="e.g. lock, status_query, notify")
     send.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
-                      help="an argument, e.g. features=battery,sim or text='Call base' "
-                           "(repeatable)")
+                      help="an argument, e.g. features=battery,sim or 'text=Call base' "
+                           "(repeatable; forms above)")
     send.add_argument("--priority", choices=sorted(PRIORITIES), default="normal",
                       help="lock, wipe, rotate_key and set_trusted_numbers are always security")
     send.add_argument("--valid-for", type=int, default=1440, metavar="MINUTES",

@@ -10,29 +10,43 @@ Precedence: built-in defaults < TOML file < ``MEPL_*`` environment < options.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.error import CannotListenError
+
 from mepl.config import ConfigError, apply_env_overrides, build, load_toml
+from sms_gateway.addresses import normalise_region
+from sms_gateway.errors import AddressError
 
 DEFAULT_STATE_DIR = Path("mepl-state")
 
 
 @dataclass(frozen=True)
 class GeneralConfig:
-    """The ``[mepl]`` section: where state lives and how numbers are read."""
+    """The ``[mepl]`` section: where state lives and how numbers are read.
+
+    ``default_region`` is an ISO 3166 two-letter code with a numbering plan
+    (``GB``, ``US``...); lower case is accepted and upper-cased, anything else
+    is refused at start.
+    """
 
     state_dir: Path = DEFAULT_STATE_DIR
     default_region: str = "GB"
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        if len(self.default_region) != 2 or not self.default_region.isalpha():
-            raise ValueError("default_region must be an ISO 3166 two-letter code, e.g. 'GB'")
+        try:
+            region = normalise_region(self.default_region)
+        except AddressError as exc:
+            raise ValueError(f"default_region: {exc}") from None
+        object.__setattr__(self, "default_region", region)
         if self.log_level not in ("debug", "info", "warn", "error"):
             raise ValueError("log_level must be one of debug, info, warn, error")
 
@@ -81,3 +95,44 @@ def fail(message: str, status: int = 2) -> int:
 def config_error(exc: ConfigError) -> int:
     """Report a configuration error (which names its key) and return exit status 2."""
     return fail(f"configuration: {exc}")
+
+
+def port_number(text: str) -> int:
+    """argparse type for a TCP port: ``0`` (any free port) to ``65535``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r} (0 to 65535)")
+    return value
+
+
+_PORT_ERRORS = (errno.EADDRINUSE, errno.EACCES)
+
+
+def listen_failure(exc: BaseException, host: str, port: int, *, host_key: str,
+                   port_key: str) -> str | None:
+    """One line for a listener that could not start, or None for any other error.
+
+    ``exc`` is twisted's :class:`CannotListenError` (its address wins) or the
+    :class:`OSError` of a bind; the line names the option or configuration key
+    to change: ``port 127.0.0.1:8088 is already in use (http.port)``.
+    """
+    if isinstance(exc, CannotListenError):
+        host, port = exc.interface or host, exc.port
+        cause: BaseException = exc.socketError
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        cause = exc
+    else:
+        return None
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    code = getattr(cause, "errno", None)
+    if code == errno.EADDRINUSE:
+        return f"port {address} is already in use ({port_key})"
+    key = port_key if code in _PORT_ERRORS else host_key
+    if isinstance(cause, OSError) and not isinstance(cause, socket.gaierror) and code:
+        reason = os.strerror(code).lower()
+    else:
+        reason = getattr(cause, "strerror", None) or str(cause)
+    return f"cannot listen on {address} ({key}): {reason}"

@@ -31,7 +31,8 @@ on 127.0.0.1, and the HTTP callback listener.  Signed commands go out to the
 fleet, the handsets verify them and answer with signed replies, two devices
 raise alerts (a SIM swap over SMPP, a loss over the HTTP gateway), and the
 policy locks them.  Exit status 0 when every command was answered and
-verified.
+verified.  Re-running it in the same state directory is fine, with any
+--devices: the demo group is reset to this run's fleet.
 """
 
 
@@ -60,7 +61,6 @@ def _demo(args: argparse.Namespace) -> int:
         db_config = build(DatabaseConfig, raw.get("database", {}), "database")
     except ConfigError as exc:
         return config_error(exc)
-    start_logging("info" if args.verbose else "warn")
     print(f"state directory: {general.state_dir.resolve()}", flush=True)
     try:
         database = open_database(db_config, general.state_dir)
@@ -74,10 +74,16 @@ def _demo(args: argparse.Namespace) -> int:
             keys.init(now=datetime.now(UTC), passphrase=passphrase_from(os.environ),
                       trusted_numbers=(SERVER_NUMBER,))
         index = keys.load()
+        if index.trusted_numbers and SERVER_NUMBER not in index.trusted_numbers:
+            return fail(f"the keys in {keys.directory} do not trust the demo's server number "
+                        f"{SERVER_NUMBER} (they trust {', '.join(index.trusted_numbers)}): "
+                        "run the demo with its own --state-dir")
         print(f"keys: server id {index.server_id.hex()[:16]}..., active key "
               f"{index.active_key_id}", flush=True)
         options = DemoOptions(devices=args.devices, timeout=args.timeout,
                               receipt_delay=args.receipt_delay)
+        # Log events so far are buffered by twisted and written from here on.
+        start_logging("info" if args.verbose else "warn")
         status: list[int] = []
 
         def main(reactor: Any) -> Any:

@@ -11,9 +11,10 @@ import sys
 from typing import Any, cast
 
 from twisted.internet import defer, task
+from twisted.internet.error import CannotListenError
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
-from mepl.cli.common import fail
+from mepl.cli.common import fail, listen_failure, port_number
 
 _ATTRIBUTE = "_mepl_simulate_subparsers"
 
@@ -38,7 +39,8 @@ def register(subparsers: Any) -> None:
         "smsc", help="an SMPP 3.4 SMSC simulator on loopback",
         description="Accepts binds, answers submits, sends receipts and injects faults.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=2775, help="TCP port (0: any free port)")
+    parser.add_argument("--port", type=port_number, default=2775,
+                        help="TCP port (0: any free port)")
     parser.add_argument("--system-id", default="sim", help="accepted system_id")
     parser.add_argument("--password", default="secret", help="accepted password")
     parser.add_argument("--receipt-delay", type=float, default=0.5, metavar="S",
@@ -80,15 +82,24 @@ def run_smsc(args: argparse.Namespace) -> int:
     if args.log_pdus:
         globalLogBeginner.beginLoggingTo([cast(Any, textFileLogObserver(sys.stderr))])
 
+    failed: list[str] = []
+
     def main(reactor: Any) -> defer.Deferred[None]:
         sim = SmscSimulator(config, clock=reactor)
-        port = reactor.listenTCP(args.port, sim.factory(), interface=args.host)
+        try:
+            port = reactor.listenTCP(args.port, sim.factory(), interface=args.host)
+        except CannotListenError as exc:
+            sim.stop()
+            failed.append(listen_failure(exc, args.host, args.port, host_key="--host",
+                                         port_key="--port") or str(exc))
+            return defer.succeed(None)
         address = port.getHost()
         print(f"smsc simulator listening on {address.host}:{address.port}", flush=True)
         return defer.Deferred()  # runs until the reactor is stopped by a signal
 
+    status = 0
     try:
         task.react(main)
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        status = int(exc.code or 0)
+    return fail(failed[0], status=1) if failed else status

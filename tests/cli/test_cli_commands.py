@@ -80,3 +80,44 @@ def test_list_and_show_report_a_queued_command_as_json(
     assert main(["commands", "show", str(listed["id"]), *db]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == listed["id"]
     assert main(["commands", "show", "999999", *db]) == 1
+
+
+def test_the_operator_guide_notify_example_queues_the_text(
+        db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["commands", "send", "--device", IMEIS[2], "--opcode", "notify",
+                 "--arg", "text=Return to base", *db]) == 0, capsys.readouterr().err
+    assert "queued notify for 1 device(s)" in capsys.readouterr().out
+    stored = scalar(db, "SELECT arguments FROM commands")
+    assert stored == {"text": "Return to base", "encoding": "gsm7"}
+
+
+def test_every_opcode_argument_kind_can_be_queued_from_the_command_line(
+        db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    sends = [
+        ("set_geofence", ["fence_id=3", "lat_e7=-338688000", "lon_e7=1512093000",
+                          "radius_m=500"]),
+        ("set_restrictions", ["restrictions=usb_data,camera"]),
+        ("set_trusted_numbers", ["numbers=+447700900000, 07700 900001"]),
+        ("wipe", ["external_storage=yes"]),
+        ("rotate_key", ["next_key_id=2", "next_public_key=" + "ab" * 32]),
+        ("notify", ["text=Gate closed", "encoding=utf8"]),
+    ]
+    for opcode, pairs in sends:
+        argv = ["commands", "send", "--device", IMEIS[0], "--opcode", opcode]
+        for pair in pairs:
+            argv += ["--arg", pair]
+        assert main([*argv, *db]) == 0, (opcode, capsys.readouterr().err)
+    assert scalar(db, "SELECT count(*) FROM commands") == len(sends)
+    assert scalar(db, "SELECT arguments FROM commands WHERE opcode = 'set_trusted_numbers'") \
+        == {"numbers": ["+447700900000", "+447700900001"]}
+    assert scalar(db, "SELECT arguments FROM commands WHERE opcode = 'set_restrictions'") \
+        == {"restrictions": ["camera", "usb_data"]}
+
+
+def test_a_bad_flag_is_refused_with_the_argument_name_and_the_expected_form(
+        db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["commands", "send", "--device", IMEIS[0], "--opcode", "wipe",
+                 "--arg", "external_storage=banana", *db]) == 1
+    err = capsys.readouterr().err
+    assert "external_storage" in err and "true or false" in err and "banana" in err
+    assert scalar(db, "SELECT count(*) FROM commands") == 0

@@ -89,3 +89,19 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 
 def test_secret_fields_stay_out_of_repr() -> None:
     assert "s3cret" not in repr(Link(host="h", password="s3cret"))
+
+
+@dataclass(frozen=True)
+class Checked:
+    region: str = "GB"
+
+    def __post_init__(self) -> None:
+        if self.region != "GB":
+            raise ValueError(f"region: {self.region!r} is not served here")
+
+
+def test_a_post_init_error_that_names_its_field_is_reported_with_the_full_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        build(Checked, {"region": "FR"}, "mepl")
+    assert err.value.key == "mepl.region"
+    assert str(err.value) == "mepl.region: 'FR' is not served here"

@@ -14,7 +14,7 @@ from mepl.runtime.outbound_txn import record_submitted_txn
 from mepl.settings import DispatchConfig
 from sms_gateway.channel import OutboundMessage, SubmitResult
 from sms_gateway.errors import SubmitError
-from tests.mepl.helpers import World
+from tests.mepl.helpers import SERVER_NUMBER, World
 
 IMEI = "490154203237518"
 
@@ -39,7 +39,7 @@ class DispatcherTests(SynchronousTestCase):
     def dispatcher(self, submitter: ScriptedSubmitter) -> Dispatcher:
         return Dispatcher(runner=self.w.pool, clock=self.w.clock, submitter=submitter,
                           seal=self.w.signer.seal, key_id=lambda: 1,
-                          config=DispatchConfig(retry_delay_s=30), worker="t")
+                          config=DispatchConfig(SERVER_NUMBER, retry_delay_s=30), worker="t")
 
     def row(self, command_id: int, column: str) -> Any:
         return self.w.scalar(f"SELECT {column} FROM commands WHERE id = :i", i=command_id)
@@ -112,8 +112,8 @@ class HousekeepingTests(SynchronousTestCase):
     def dispatcher(self, submitter: ScriptedSubmitter) -> Dispatcher:
         return Dispatcher(runner=self.w.pool, clock=self.w.clock, submitter=submitter,
                           seal=self.w.signer.seal, key_id=lambda: 1,
-                          config=DispatchConfig(stale_claim_s=300, resend_after_s=900,
-                                                max_attempts=3), worker="t")
+                          config=DispatchConfig(SERVER_NUMBER, stale_claim_s=300,
+                                                resend_after_s=900, max_attempts=3), worker="t")
 
     def state(self, command_id: int) -> str:
         return str(self.w.scalar("SELECT state FROM commands WHERE id = :i", i=command_id))
@@ -178,7 +178,8 @@ class ReadinessTests(SynchronousTestCase):
         up = [False]
         submitter = ScriptedSubmitter(SubmitResult("l1", ("m1",)))
         dispatcher = Dispatcher(runner=w.pool, clock=w.clock, submitter=submitter,
-                                seal=w.signer.seal, key_id=lambda: 1, config=DispatchConfig(),
+                                seal=w.signer.seal, key_id=lambda: 1,
+                                config=DispatchConfig(SERVER_NUMBER),
                                 worker="t", ready=lambda: up[0])
         self.assertEqual(self.successResultOf(dispatcher.run_once()), 0)
         self.assertEqual(w.scalar("SELECT state FROM commands WHERE id = :i", i=command_id),

@@ -7,8 +7,10 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,100 @@ password = "pw123456"
                 "SELECT count(*) FROM messages WHERE kind = 'pdu' AND meta->>'command' = 'unbind'"
             )).scalar()
         self.assertEqual(unbinds, 1)
+
+
+# A busy or invalid port: one clear line, a non-zero status, promptly, no traceback.
+
+EXIT_BOUND_S = 30.0  # interpreter start, imports and the database check included
+
+
+def free_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port: int = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def busy_port() -> tuple[socket.socket, int]:
+    """A port on loopback held by a listening socket (close it when done)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder, holder.getsockname()[1]
+
+
+def mepl_process(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    """Run ``python -m mepl.cli.main ARGV``; (exit status, stdout+stderr, seconds)."""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "mepl.cli.main", *argv],
+                          capture_output=True, text=True, timeout=EXIT_BOUND_S + 30,
+                          env={**os.environ, **(env or {})}, check=False)
+    return done.returncode, done.stdout + done.stderr, time.monotonic() - started
+
+
+def run_with(tmp_path: Path, extra_config: str) -> tuple[int, str, float]:
+    url = migrated_database("busy")
+    assert main(["keys", "init", "--state-dir", str(tmp_path),
+                 "--trusted-number", SERVER]) == 0
+    config = tmp_path / "mepl.toml"
+    config.write_text(f"""
+[dispatch]
+server_number = "{SERVER}"
+[smpp.links.carrier]
+host = "127.0.0.1"
+port = {free_port()}
+system_id = "op"
+password = "pw123456"
+{extra_config}
+""")
+    return mepl_process("run", "--config", str(config), "--state-dir", str(tmp_path),
+                        env={"MEPL_DATABASE_URL": url})
+
+
+def assert_one_clear_line(code: int, output: str, seconds: float, line: str) -> None:
+    assert code == 1, output
+    assert f"mepl: error: {line}" in output, output
+    assert "Traceback" not in output, output
+    assert seconds < EXIT_BOUND_S, output
+
+
+def test_run_on_a_busy_callback_port_says_so_and_exits(tmp_path: Path) -> None:
+    holder, port = busy_port()
+    with holder:
+        code, output, seconds = run_with(tmp_path, f"""
+[http]
+host = "127.0.0.1"
+port = {port}
+[http.gateways.hosted]
+format = "json"
+auth = "hmac"
+secret = "0123456789abcdef0123"
+""")
+    assert_one_clear_line(code, output, seconds,
+                          f"port 127.0.0.1:{port} is already in use (http.port)")
+
+
+def test_run_on_a_busy_metrics_port_says_so_and_exits(tmp_path: Path) -> None:
+    holder, port = busy_port()
+    with holder:
+        code, output, seconds = run_with(tmp_path, f"[metrics]\nport = {port}\n")
+    assert_one_clear_line(code, output, seconds,
+                          f"port 127.0.0.1:{port} is already in use (metrics.port)")
+
+
+def test_simulate_smsc_on_a_busy_port_says_so_and_exits() -> None:
+    holder, port = busy_port()
+    with holder:
+        code, output, seconds = mepl_process("simulate", "smsc", "--port", str(port))
+    assert_one_clear_line(code, output, seconds,
+                          f"port 127.0.0.1:{port} is already in use (--port)")
+
+
+def test_simulate_smsc_refuses_an_invalid_port_or_address() -> None:
+    code, output, _ = mepl_process("simulate", "smsc", "--port", "70000")
+    assert code == 2 and "--port: invalid port '70000' (0 to 65535)" in output, output
+    assert "Traceback" not in output
+    code, output, seconds = mepl_process("simulate", "smsc", "--host", "192.0.2.1",
+                                         "--port", "0")
+    assert_one_clear_line(code, output, seconds, "cannot listen on 192.0.2.1:0 (--host)")
