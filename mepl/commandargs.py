@@ -83,6 +83,8 @@ def expected_form(field: Field) -> str:
         return f"an integer in {low}..{high}"
     if kind is Kind.DIGITS:
         return "1 to 20 decimal digits"
+    if kind is Kind.NUMBER:
+        return "a phone number (E.164, or national in the default region)"
     if kind is Kind.NUMBERS:
         return "comma-separated phone numbers (E.164, or national in the default region)"
     if kind is Kind.UTF8:
@@ -178,6 +180,8 @@ def parse_value(field: Field, text: str, *, region: str | None = None,
         if len(hexdigits) != 64 or not re.fullmatch(r"[0-9a-f]+", hexdigits):
             raise refuse()
         return hexdigits
+    if kind is Kind.NUMBER:
+        return _number(value.strip(), region, refuse)
     items = [item.strip() for item in value.split(",") if item.strip()]
     if kind is Kind.NUMBERS:
         return [_number(item, region, refuse) for item in items]

@@ -59,14 +59,14 @@ def test_plain_postgresql_urls_use_the_psycopg2_driver(url: str) -> None:
     "sqlite:///mepl.db",
 ])
 def test_other_database_drivers_are_refused_naming_the_setting(url: str) -> None:
-    with pytest.raises(ConfigError, match=r"^database: url: unsupported driver ") as info:
+    with pytest.raises(ConfigError, match=r"^database\.url: unsupported driver ") as info:
         build(DatabaseConfig, {"url": url}, "database")
     assert "psycopg2" in str(info.value)
     assert "mepl@db" not in str(info.value)  # the URL (which may hold a password) is not echoed
 
 
 def test_a_database_url_without_a_scheme_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"^database: url: expected a URL such as "):
+    with pytest.raises(ConfigError, match=r"^database\.url: expected a URL such as "):
         build(DatabaseConfig, {"url": "db.internal/mepl"}, "database")
 
 

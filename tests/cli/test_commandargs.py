@@ -28,6 +28,7 @@ GOOD: dict[Kind, tuple[str, Any]] = {
     Kind.U32: ("70000", 70000),
     Kind.I32: ("-123456", -123456),
     Kind.DIGITS: ("0123 4567", "01234567"),
+    Kind.NUMBER: ("07700 900002", "+447700900002"),
     Kind.NUMBERS: ("+447700900000, 07700 900001", ("+447700900000", "+447700900001")),
     Kind.UTF8: ("Return to base — now", "Return to base — now"),
     Kind.GSM7: ("Gate 3 at 18:00", "Gate 3 at 18:00"),
@@ -38,7 +39,8 @@ GOOD: dict[Kind, tuple[str, Any]] = {
 # A written value per kind that must be refused (utf8 takes any text).
 BAD: dict[Kind, str] = {
     Kind.FLAG: "banana", Kind.U8: "lots", Kind.U16: "1.5", Kind.U32: "0x10",
-    Kind.I32: "ten", Kind.DIGITS: "12a4", Kind.NUMBERS: "+44770090000, hello",
+    Kind.I32: "ten", Kind.DIGITS: "12a4", Kind.NUMBER: "hello",
+    Kind.NUMBERS: "+44770090000, hello",
     Kind.GSM7: "caf\u00e9 \u2713", Kind.KEY32: "abcd", Kind.FEATURES: "battery,teleport",
     Kind.RESTRICTIONS: "camera,jetpack",
 }

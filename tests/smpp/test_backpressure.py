@@ -350,7 +350,8 @@ class ServiceFloodTest(unittest.TestCase):
         peer = FloodPeer(enquire_links=5_000, deliver_sms=0)
         port = R.listenTCP(0, peer.factory(), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        settings = load_settings({"smpp": {"links": {"flood": {
+        settings = load_settings({"dispatch": {"server_number": "+447700900000"},
+                                  "smpp": {"links": {"flood": {
             "host": "127.0.0.1", "port": port.getHost().port, "system_id": "mepl",
             "password": "pw", "max_buffered": 300}}}})
         service = MeplService(settings, reactor=R, engine=engine, signer=signer)
