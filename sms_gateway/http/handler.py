@@ -36,7 +36,13 @@ from twisted.python.failure import Failure
 from sms_gateway.addresses import mask_msisdn
 from sms_gateway.events import DeliveryReceipt, InboundMessage
 from sms_gateway.http import jasmin, jsonformat, kannel
-from sms_gateway.http.auth import AuthFailure, GatewayAuth, redact_target, relevant_headers
+from sms_gateway.http.auth import (
+    AuthFailure,
+    GatewayAuth,
+    redact_form,
+    redact_target,
+    relevant_headers,
+)
 from sms_gateway.http.callback import (
     CallbackKind,
     CallbackRequest,
@@ -49,6 +55,7 @@ from sms_gateway.http.callback import (
     request_from_wire,
 )
 from sms_gateway.http.config import HttpConfig, HttpGatewayConfig
+from sms_gateway.http.fields import FORM_TYPE
 from sms_gateway.http.metrics import HttpMetrics
 
 log = Logger()
@@ -65,6 +72,8 @@ PARSERS: dict[tuple[str, str], Parser] = {
     ("json", "inbound"): jsonformat.parse_inbound,
     ("json", "receipt"): jsonformat.parse_receipt,
 }
+# The endpoints whose parser reads a POST body as a form: its secret fields are redacted too.
+FORM_BODIES = frozenset({("jasmin", "inbound"), ("jasmin", "receipt"), ("kannel", "receipt")})
 METHODS: dict[str, tuple[str, ...]] = {
     "kannel": ("GET", "POST"),
     "jasmin": ("GET", "POST"),
@@ -234,10 +243,14 @@ class CallbackHandler:
     @staticmethod
     def _raw(gw: HttpGatewayConfig, ep: Endpoint, kind: CallbackKind, request: CallbackRequest,
              when: datetime, external_id: str | None, error: str | None) -> RawCallback:
+        body = request.body
+        if (body and request.method == "POST" and (gw.format, ep) in FORM_BODIES
+                and request.content_type in (FORM_TYPE, "")):
+            body = redact_form(body)
         return RawCallback(
             gateway=gw.name, kind=kind, endpoint=ep, method=request.method,
             target=redact_target(request.target), headers=relevant_headers(request.headers),
-            body=request.body, remote=request.remote, received_at=when,
+            body=body, remote=request.remote, received_at=when,
             external_id=external_id, error=error)
 
     @staticmethod

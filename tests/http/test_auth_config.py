@@ -9,7 +9,13 @@ import hmac
 import pytest
 
 from mepl.config import ConfigError, build
-from sms_gateway.http.auth import GatewayAuth, redact_target, relevant_headers, sign_body
+from sms_gateway.http.auth import (
+    GatewayAuth,
+    redact_form,
+    redact_target,
+    relevant_headers,
+    sign_body,
+)
 from sms_gateway.http.callback import CallbackRequest
 from sms_gateway.http.config import HttpConfig, HttpGatewayConfig
 
@@ -77,6 +83,30 @@ def test_secrets_are_redacted_and_sensitive_headers_dropped() -> None:
                                   "x-mepl-token": "t", "x-kannel-password": "p",
                                   "x-kannel-from": "+44", "content-type": "text/plain"}))
     assert kept == {"x-kannel-from": "+44", "content-type": "text/plain"}
+
+
+@pytest.mark.parametrize("name", [
+    "token", "TOKEN", "%74oken", "%74%6F%6B%65%6E", "to%6Ben", "%2574oken", "token+", "%20token",
+    "pass%77ord", "Secret", "%6Bey",
+])
+def test_redaction_matches_parameter_names_after_percent_decoding(name: str) -> None:
+    target = f"/g/k/inbound?id=1&{name}=s3cr3t-value&text=%01%FF+x"
+    redacted = redact_target(target)
+    assert "s3cr3t-value" not in redacted
+    assert redacted == f"/g/k/inbound?id=1&{name}=REDACTED&text=%01%FF+x"
+
+
+def test_a_token_in_an_encoded_parameter_name_authenticates_and_is_redacted() -> None:
+    auth = GatewayAuth(HttpGatewayConfig(name="k", format="kannel", auth="token", secret=SECRET))
+    target = f"/g/k/inbound?%74oken={SECRET}&id=1"
+    assert auth.check(CallbackRequest("GET", target), 0) is None
+    assert SECRET not in redact_target(target)
+
+
+def test_secret_fields_of_a_form_body_are_redacted_and_the_rest_kept_byte_for_byte() -> None:
+    body = b"id=j-1&%74oken=" + SECRET.encode() + b"&content=%00%FF+x&password=p"
+    assert redact_form(body) == b"id=j-1&%74oken=REDACTED&content=%00%FF+x&password=REDACTED"
+    assert redact_form(b"\x00\x01binary") == b"\x00\x01binary"
 
 
 def test_secrets_are_not_in_repr() -> None:

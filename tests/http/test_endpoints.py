@@ -272,6 +272,34 @@ class ErrorPathsTest(TestCase):
         self.assertEqual(dict(jasmin.headers)["content-type"], FORM["Content-Type"])
 
 
+    @async_test
+    async def test_a_token_under_a_percent_encoded_name_is_never_stored(self) -> None:
+        encoded = KANNEL_MO.replace("token=", "%74oken=")
+        malformed = encoded.replace("udh=%06%05%04%0B%84%23%F0", "udh=zz")
+        codes = []
+        for query in (encoded, malformed):
+            code, _, _ = await self.srv.client.fetch(
+                "GET", self.srv.url("kannel1", "inbound", query))
+            codes.append(code)
+        self.assertEqual(codes, [200, 400])
+        self.assertEqual([r.kind for r in self.store.rows], ["mo", "malformed"])
+        for row in self.store.rows:
+            self.assertNotIn(TOKEN.encode(), row.wire_bytes())
+            self.assertIn(b"?%74oken=REDACTED&", row.wire_bytes())
+
+    @async_test
+    async def test_a_secret_field_in_a_form_body_is_redacted_before_storing(self) -> None:
+        body = (b"id=j&message_status=ESME_ROK&level=1&pass%77ord="
+                + JASMIN_PASSWORD.encode())
+        code, _, _ = await self.srv.client.fetch(
+            "POST", self.srv.url("jasmin1", "receipt"), body, {"Authorization": BASIC, **FORM})
+        self.assertEqual(code, 200)
+        (row,) = self.store.rows
+        self.assertNotIn(JASMIN_PASSWORD.encode(), row.wire_bytes())
+        self.assertTrue(row.body.endswith(b"&pass%77ord=REDACTED"))
+        self.assertEqual(self.srv.seen.receipts[0][0].message_id, "j")
+
+
 class ParserBugTest(TestCase):
     @async_test
     async def test_a_parser_bug_is_stored_and_answered_500_so_the_gateway_retries(self) -> None:

@@ -79,6 +79,19 @@ class RealStoreTest(TestCase):
         self.assertEqual(self.srv.seen.inbound[0][1].message_id, row.id)
 
     @async_test
+    async def test_a_token_in_any_encoding_never_reaches_the_database(self) -> None:
+        queries = [KANNEL_MO.replace("token=", "%74oken="),
+                   KANNEL_MO.replace("token=", "to%6Ben=").replace("5f0c-0001", "5f0c-0002"),
+                   KANNEL_MO.replace("token=", "%74oken=").replace("coding=1", "coding=9")]
+        for query in queries:
+            await self.srv.client.fetch("GET", self.srv.url("kannel1", "inbound", query))
+        rows = self._rows(link="kannel1")
+        self.assertEqual([r.kind for r in rows], ["mo", "mo", "malformed"])
+        for row in rows:
+            self.assertNotIn(TOKEN.encode(), bytes(row.payload))
+            self.assertNotIn(TOKEN, row.error or "")
+
+    @async_test
     async def test_malformed_callback_is_committed_with_its_error(self) -> None:
         body = b"id=j-1&from=447700900123&to=84433&coding=zz&content=x"
         code, _, answer = await self.srv.client.fetch(
