@@ -7,9 +7,10 @@
 2. source outside the allow-list: 403; bad or missing credentials: 401;
 3. oversized body: 413 (stored as malformed, truncated, when the credentials
    do not cover the body and are good);
-4. unparseable: stored as ``malformed`` with the error, then 400 (a parser
-   bug, rather than bad input, is stored the same way and answered 500 so
-   the gateway tries again later);
+4. unparseable: stored as ``malformed`` with the error, then 400; so is input
+   that makes a parser raise RecursionError or UnicodeError (:data:`INPUT_ERRORS`).
+   A parser bug, rather than bad input, is stored the same way and answered
+   500 so the gateway tries again later;
 5. parsed: stored (``mo``/``dlr``), and only once the store's Deferred fires
    is the success reply given; a store failure answers 503 so the gateway
    retries.  A duplicate (same gateway, kind and external id) is acknowledged
@@ -90,6 +91,20 @@ class Clock(Protocol):
 
 
 _KINDS: dict[str, CallbackKind] = {"inbound": "mo", "receipt": "dlr"}
+# Exceptions that only bad input raises while parsing (a string nested too deeply for
+# the JSON decoder, bytes no codec takes): answered 400 like MalformedCallbackError
+# even when a parser lets one escape.  Anything else is a bug: 500.
+INPUT_ERRORS = (RecursionError, UnicodeError)
+MAX_ERROR_CHARS = 500
+
+
+def storable_error(error: str) -> str:
+    """``error`` as PostgreSQL text takes it: no NUL, no unpaired surrogate, bounded."""
+    if not error.isascii() or "\0" in error:
+        error = error.replace("\0", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(error) > MAX_ERROR_CHARS:
+        error = error[:MAX_ERROR_CHARS - 3] + "..."
+    return error
 
 
 @dataclass(frozen=True)
@@ -153,6 +168,10 @@ class CallbackHandler:
                                               now=when)
         except MalformedCallbackError as exc:
             return self._store_malformed(gw, ep, request, now, str(exc), 400, "malformed")
+        except INPUT_ERRORS as exc:  # bad input that a parser failed to name: still a 400
+            return self._store_malformed(
+                gw, ep, request, now, f"unparseable input ({type(exc).__name__}): {exc}", 400,
+                "malformed")
         except Exception as exc:  # a parser bug: keep the request, let the gateway retry
             log.failure("parsing a {endpoint} callback from {gateway} failed", endpoint=ep,
                         gateway=gateway)
@@ -216,6 +235,7 @@ class CallbackHandler:
 
     def _store_malformed(self, gw: HttpGatewayConfig, ep: Endpoint, request: CallbackRequest,
                          now: float, error: str, status: int, outcome: str) -> Deferred[Reply]:
+        error = storable_error(error)
         raw = self._raw(gw, ep, "malformed", request, datetime.fromtimestamp(now, UTC), None,
                         error)
         log.warn("malformed {endpoint} callback from {gateway}: {error}", endpoint=ep,

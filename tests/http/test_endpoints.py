@@ -300,6 +300,33 @@ class ErrorPathsTest(TestCase):
         self.assertEqual(self.srv.seen.receipts[0][0].message_id, "j")
 
 
+    @async_test
+    async def test_client_input_that_trips_a_parser_is_400_stored_and_counted(self) -> None:
+        nested = b"[" * 20_000 + b"]" * 20_000
+        code, _, body = await self.srv.client.fetch(
+            "POST", self.srv.url("json1", "inbound"), nested, signed(nested))
+        self.assertEqual(code, 400)
+        self.assertIn(b"nested too deeply", body)
+        for charset in ("undefined", "punycode"):
+            code, _, body = await self.srv.client.fetch(
+                "GET", self.srv.url("kannel1", "inbound",
+                                    KANNEL_MO.replace("coding=1&charset=",
+                                                      f"coding=0&charset={charset}")))
+            self.assertEqual((code, body), (400, b""), charset)
+        code, _, _ = await self.srv.client.fetch(
+            "POST", self.srv.url("kannel1", "inbound", f"token={TOKEN}&id=p1"), b"hi",
+            {"Content-Type": 'text/plain; charset="undefined"', "X-Kannel-From": "447700900123",
+             "X-Kannel-To": "1234"})
+        self.assertEqual(code, 400)
+        self.assertEqual([r.kind for r in self.store.rows], ["malformed"] * 4)
+        self.assertTrue(all(r.error for r in self.store.rows))
+        self.assertEqual(self.srv.metric("mepl_http_callbacks_total", gateway="kannel1",
+                                         endpoint="inbound", outcome="malformed"), 3)
+        self.assertEqual(self.srv.metric("mepl_http_callbacks_total", gateway="json1",
+                                         endpoint="inbound", outcome="malformed"), 1)
+        self.assertEqual(self.srv.seen.inbound, [])
+
+
 class ParserBugTest(TestCase):
     @async_test
     async def test_a_parser_bug_is_stored_and_answered_500_so_the_gateway_retries(self) -> None:
@@ -318,3 +345,45 @@ class ParserBugTest(TestCase):
         self.assertIn(b"parser failed", body)
         self.assertEqual(store.rows[0].kind, "malformed")
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+    @async_test
+    async def test_input_errors_escaping_a_parser_are_still_400_not_500(self) -> None:
+        from sms_gateway.http import handler
+
+        errors = iter([RecursionError("deep"), UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x"),
+                       UnicodeError("undefined encoding")])
+
+        def tripped(*_: object, **__: object) -> None:
+            raise next(errors)
+
+        self.patch(handler, "PARSERS", {**handler.PARSERS, ("jasmin", "receipt"): tripped})
+        store = MemoryCallbackStore()
+        srv = Listener(self, store)
+        for _ in range(3):
+            code, _, body = await srv.client.fetch(
+                "POST", srv.url("jasmin1", "receipt"), b"id=1&message_status=ESME_ROK&level=1",
+                {"Authorization": BASIC, **FORM})
+            self.assertEqual(code, 400)
+            self.assertIn(b"unparseable input", body)
+        self.assertEqual([r.kind for r in store.rows], ["malformed"] * 3)
+        self.assertEqual(srv.metric("mepl_http_callbacks_total", gateway="jasmin1",
+                                    endpoint="receipt", outcome="malformed"), 3)
+
+    @async_test
+    async def test_the_stored_error_text_never_carries_a_nul_or_a_surrogate(self) -> None:
+        from sms_gateway.http import handler
+
+        def broken(*_: object, **__: object) -> None:
+            raise ValueError("bad\x00value\ud800" + "x" * 2000)
+
+        self.patch(handler, "PARSERS", {**handler.PARSERS, ("jasmin", "receipt"): broken})
+        store = MemoryCallbackStore()
+        srv = Listener(self, store)
+        await srv.client.fetch("POST", srv.url("jasmin1", "receipt"), b"id=1",
+                               {"Authorization": BASIC, **FORM})
+        error = store.rows[0].error or ""
+        self.assertNotIn("\x00", error)
+        error.encode("utf-8")  # no unpaired surrogate
+        self.assertLessEqual(len(error), 500)
+        self.assertTrue(error.startswith("parser failed: ValueError: bad\\x00value\\ud800x"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

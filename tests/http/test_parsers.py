@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,46 @@ def test_kannel_udh_is_accepted_as_hex_or_raw_octets(udh: str) -> None:
 def test_kannel_bad_input_names_the_problem(query: str, error: str) -> None:
     with pytest.raises(MalformedCallbackError, match=error):
         kannel.parse_inbound(get(query), **KW)
+
+
+MO = "from=447700900123&to=1234&"
+
+
+@pytest.mark.parametrize("query", [
+    MO + "text=x&charset=undefined",  # the codec that always raises UnicodeError
+    MO + "text=hi&charset=punycode",  # not a charset: UnicodeError on plain ASCII
+    MO + "text=xn--&charset=idna",
+    MO + "text=%5Cud800&charset=unicode_escape",  # decodes to a lone surrogate
+    MO + "text=%5Cud800&coding=2&charset=raw_unicode_escape",
+    MO + "text=%2B2AA-&charset=utf-7",  # valid UTF-7 for a lone surrogate
+    MO + "text=%2B2AA-&coding=2&charset=utf-7",  # ... which UTF-16BE cannot encode
+    MO + "text=x&charset=rot13",  # a codec, not a text encoding
+    MO + "text=x&charset=a%00b",  # ValueError: embedded null character
+    MO + "text=x&coding=" + "9" * 5000,  # beyond int()'s digit limit
+])
+def test_kannel_charset_or_coding_that_trips_a_codec_is_malformed(query: str) -> None:
+    with pytest.raises(MalformedCallbackError, match=r"charset|coding|not valid"):
+        kannel.parse_inbound(get(query), **KW)
+
+
+@pytest.mark.parametrize("charset", ["undefined", "punycode", "unicode_escape", "x\x00"])
+def test_kannel_post_url_charset_parameter_that_trips_a_codec_is_malformed(charset: str) -> None:
+    request = post(b"hi", f'text/plain; charset="{charset}"', "id=1",
+                   **{"x-kannel-from": "447700900123", "x-kannel-to": "1234"})
+    with pytest.raises(MalformedCallbackError, match="charset"):
+        kannel.parse_inbound(request, **KW)
+
+
+@pytest.mark.parametrize("parse, query", [
+    (kannel.parse_inbound, MO + "text=x&id=%00a"),
+    (kannel.parse_receipt, "ref=r%00&type=1"),
+    (jasmin.parse_inbound, MO + "content=x&id=a%00"),
+    (jasmin.parse_receipt, "id=a&message_status=ESME_ROK%00&level=1"),
+])
+def test_a_nul_in_a_text_field_is_malformed(parse: Any, query: str) -> None:
+    # The gateways send C strings: a NUL is never real, and PostgreSQL text cannot hold one.
+    with pytest.raises(MalformedCallbackError, match="NUL"):
+        parse(get(query), **KW)
 
 
 def test_kannel_mo_without_id_is_deduplicated_by_content() -> None:
@@ -157,6 +198,26 @@ def test_json_inbound_text_becomes_ucs2_and_udh_is_parsed() -> None:
 def test_json_inbound_bad_documents(fields: dict[str, object], error: str) -> None:
     with pytest.raises(MalformedCallbackError, match=error):
         jsonformat.parse_inbound(doc(**fields), **KW)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1"
+                                  + b"}" * 50_000])
+def test_json_nested_too_deeply_is_malformed_not_a_recursion_error(body: bytes) -> None:
+    with pytest.raises(MalformedCallbackError, match="JSON"):
+        jsonformat.parse_inbound(post(body, "application/json"), **KW)
+
+
+@pytest.mark.parametrize("fields, error", [
+    ({"text": "\ud800"}, "field 'text'"),  # a lone surrogate: no UTF-16 or UTF-8 for it
+    ({"text": "x", "id": "a\ud800"}, "field 'id'"),
+    ({"text": "x", "id": "a\u0000"}, "field 'id'"),
+    ({"payload_hex": "00", "data_coding": 10 ** 4000}, "data_coding"),
+])
+def test_json_strings_that_cannot_be_stored_are_malformed(fields: dict[str, object],
+                                                          error: str) -> None:
+    document = {"id": "1", "from": "447700900123", "to": "2", **fields}
+    with pytest.raises(MalformedCallbackError, match=error):
+        jsonformat.parse_inbound(doc(**document), **KW)
 
 
 def test_json_receipt_requires_a_known_status_and_iso_times() -> None:

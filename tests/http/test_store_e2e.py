@@ -92,6 +92,18 @@ class RealStoreTest(TestCase):
             self.assertNotIn(TOKEN, row.error or "")
 
     @async_test
+    async def test_a_nul_in_a_gateway_id_is_stored_malformed_and_spoils_no_batch(self) -> None:
+        bad = self.srv.url("kannel1", "inbound", KANNEL_MO.replace("5f0c-0001", "5f0c%00"))
+        good = self.srv.url("kannel1", "inbound", KANNEL_MO)
+        results = await defer.gatherResults(
+            [defer.Deferred.fromCoroutine(self.srv.client.fetch("GET", url))
+             for url in (bad, good, bad)])
+        self.assertEqual([code for code, _, _ in results], [400, 200, 400])
+        rows = self._rows(link="kannel1")
+        self.assertEqual(sorted(r.kind for r in rows), ["malformed", "malformed", "mo"])
+        self.assertTrue(all("NUL" in r.error for r in rows if r.kind == "malformed"))
+
+    @async_test
     async def test_malformed_callback_is_committed_with_its_error(self) -> None:
         body = b"id=j-1&from=447700900123&to=84433&coding=zz&content=x"
         code, _, answer = await self.srv.client.fetch(
