@@ -6,7 +6,8 @@ URLs (docs/http-gateways.md)::
 
     get-url  = ".../inbound?token=T&id=%I&from=%p&to=%P&text=%b&udh=%u"
                "&coding=%c&charset=%C&smsc=%i&time=%T"
-    post-url = ".../inbound?token=T&id=%I"   (text in the body, X-Kannel-* headers)
+    post-url = ".../inbound?token=T&id=%I"   (text in the body, X-Kannel-* headers;
+                                              X-Kannel-UDH url-encoded like %u)
     dlr-url  = ".../receipt?token=T&ref=<ours>&type=%d&smsc_id=%F&answer=%A&smsc=%i&ts=%T"
 
 Kannel's ``coding`` is 0 (7-bit text), 1 (8-bit binary) or 2 (UCS-2).
@@ -19,6 +20,7 @@ import codecs
 import hashlib
 import re
 from datetime import datetime
+from urllib.parse import unquote_to_bytes
 
 from sms_gateway.errors import UdhError
 from sms_gateway.events import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage
@@ -143,10 +145,17 @@ def _pick(fields: Fields, name: str, header: str | None) -> str | None:
 
 
 def _parse_udh(query_value: bytes | None, header_value: str | None) -> Udh | None:
-    """UDH from ``udh`` (hex, or raw url-encoded octets as %u gives) or X-Kannel-UDH (hex)."""
+    """UDH from the ``udh`` query field or the ``X-Kannel-UDH`` header.
+
+    smsbox url-encodes the UDH octets in both (``octstr_url_encode``: ``%XX``
+    for most octets, ``+`` for 0x20, letters, digits and ``-_.!~*'()`` as
+    they are).  The query field arrives already decoded; the header is decoded
+    here.  Hex (``0605040B8423F0``) is still accepted in either.
+    """
     raw = _udh_octets(query_value) if query_value else b""
-    if not raw and header_value:
-        raw = _udh_octets(header_value.strip().encode("ascii", "replace"))
+    if not raw and header_value and header_value.strip():
+        encoded = header_value.strip().encode("latin-1", "replace")
+        raw = _udh_octets(unquote_to_bytes(encoded.replace(b"+", b" ")))
     if not raw:
         return None
     try:

@@ -39,6 +39,32 @@ def test_kannel_udh_is_accepted_as_hex_or_raw_octets(udh: str) -> None:
     assert parsed.event.udh.dest_port == 2948  # type: ignore[union-attr]
 
 
+def kannel_post(udh_header: str) -> CallbackRequest:
+    return post(b"\x01\x02", "application/octet-stream", "id=1",
+                **{"x-kannel-from": "447700900123", "x-kannel-to": "1234",
+                   "x-kannel-coding": "1", "x-kannel-udh": udh_header})
+
+
+@pytest.mark.parametrize("header, dest_port, concat_ref", [
+    ("%06%05%04%0B%84%23%F0", 2948, None),  # smsbox's post-url: octstr_url_encode(udhdata)
+    ("0605040B8423F0", 2948, None),  # hex, as this parser documented before: still accepted
+    ("%05%00%03+%02%01", None, 0x20),  # url-encoding turns the octet 0x20 into '+'
+    ("%05%00%03A%02%01", None, 0x41),  # and leaves the safe octets (A-Z a-z 0-9 -_.!~*'()) as is
+])
+def test_kannel_udh_header_is_read_url_encoded_as_smsbox_sends_it(
+        header: str, dest_port: int | None, concat_ref: int | None) -> None:
+    udh = kannel.parse_inbound(kannel_post(header), **KW).event.udh  # type: ignore[union-attr]
+    assert udh is not None
+    assert udh.dest_port == dest_port
+    assert (udh.concat.reference if udh.concat else None) == concat_ref
+
+
+@pytest.mark.parametrize("header", ["%ZZ", "%06%05%04", "zz"])
+def test_kannel_udh_header_that_is_neither_form_is_malformed(header: str) -> None:
+    with pytest.raises(MalformedCallbackError, match="udh"):
+        kannel.parse_inbound(kannel_post(header), **KW)
+
+
 @pytest.mark.parametrize("query, error", [
     ("to=1234&text=x", "missing field 'from'"),
     ("from=447700900123&to=1234", "missing field 'text'"),
