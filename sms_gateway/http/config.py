@@ -37,7 +37,8 @@ AuthMode = Literal["hmac", "basic", "token"]
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 HARD_MAX_BODY_BYTES = 16 * 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MIN_SECRET_LEN = 16
+MIN_SECRET_LEN = 16
+"""The shortest token, HMAC secret or basic-auth password accepted (characters)."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,14 @@ class HttpGatewayConfig:
             raise ValueError("auth 'hmac' needs format 'json' (Kannel and Jasmin cannot sign)")
         if self.format == "json" and self.auth != "hmac":
             raise ValueError("format 'json' is always signed: use auth 'hmac'")
-        if self.auth in ("hmac", "token") and len(self.secret) < _MIN_SECRET_LEN:
-            raise ValueError(f"auth '{self.auth}' needs a secret of at least "
-                             f"{_MIN_SECRET_LEN} characters")
+        if self.auth in ("hmac", "token") and len(self.secret) < MIN_SECRET_LEN:
+            raise ValueError(f"secret must be at least {MIN_SECRET_LEN} characters for auth "
+                             f"'{self.auth}' (got {len(self.secret)})")
         if self.auth == "basic" and (not self.username or not self.password):
             raise ValueError("auth 'basic' needs username and password")
+        if self.auth == "basic" and len(self.password) < MIN_SECRET_LEN:
+            raise ValueError(f"password must be at least {MIN_SECRET_LEN} characters for auth "
+                             f"'basic' (got {len(self.password)})")
         for cidr in self.allowed_sources:
             try:
                 ipaddress.ip_network(cidr, strict=False)

@@ -51,9 +51,9 @@ def test_signature_window_and_tampering() -> None:
 
 def test_basic_auth_and_allow_list() -> None:
     auth = GatewayAuth(HttpGatewayConfig(name="k", format="jasmin", auth="basic",
-                                         username="u", password="p",
+                                         username="u", password=SECRET,
                                          allowed_sources=("192.0.2.0/24", "2001:db8::/32")))
-    good = "Basic " + base64.b64encode(b"u:p").decode()
+    good = "Basic " + base64.b64encode(f"u:{SECRET}".encode()).decode()
     assert auth.check(CallbackRequest("GET", "/", {"authorization": good}), 0) is None
     for header in ("Basic " + base64.b64encode(b"u:q").decode(), "Basic !!!", "Bearer x", ""):
         failure = auth.check(CallbackRequest("GET", "/", {"authorization": header}), 0)
@@ -132,7 +132,10 @@ def test_config_is_built_from_toml_data_and_names_take_the_table_key() -> None:
 @pytest.mark.parametrize("fields, message", [
     ({"format": "kannel", "auth": "hmac", "secret": SECRET}, "needs format 'json'"),
     ({"format": "json", "auth": "token", "secret": SECRET}, "always signed"),
-    ({"format": "kannel", "auth": "token", "secret": "short"}, "at least 16"),
+    ({"format": "kannel", "auth": "token", "secret": "short"}, "secret must be at least 16"),
+    ({"format": "json", "auth": "hmac", "secret": "x" * 15}, "secret must be at least 16"),
+    ({"format": "jasmin", "auth": "basic", "username": "u", "password": "p" * 15},
+     "password must be at least 16"),
     ({"format": "jasmin", "auth": "basic", "username": "u"}, "username and password"),
     ({"format": "kannel", "auth": "token", "secret": SECRET, "allowed_sources": ["x"]},
      "not an address"),
@@ -148,6 +151,17 @@ def test_invalid_gateway_config_names_the_key(fields: dict[str, object], message
     with pytest.raises(ConfigError, match=message) as caught:
         build(HttpConfig, {"gateways": {"gw": fields}}, "http")
     assert caught.value.key.startswith("http.gateways.gw")
+
+
+def test_a_short_basic_password_is_a_config_error_naming_the_gateway_and_key() -> None:
+    raw = {"gateways": {"jasmin1": {"format": "jasmin", "auth": "basic", "username": "jasmin",
+                                    "password": "only-15-chars!!"}}}
+    with pytest.raises(ConfigError) as caught:
+        build(HttpConfig, raw, "http")
+    assert str(caught.value) == ("http.gateways.jasmin1: password must be at least 16 "
+                                 "characters for auth 'basic' (got 15)")
+    raw["gateways"]["jasmin1"]["password"] = "sixteen-chars!!!"
+    assert build(HttpConfig, raw, "http").gateways["jasmin1"].password == "sixteen-chars!!!"
 
 
 def test_gateway_name_must_fit_in_a_url_and_match_its_key() -> None:
