@@ -118,6 +118,13 @@ class HttpConfig:
 
     ``reuse_port`` lets several MEPL processes on one host share ``port``
     (``SO_REUSEPORT``), to carry more callbacks than one reactor thread can.
+
+    Failed authentications are limited (:mod:`sms_gateway.http.ratelimit`):
+    ``auth_failures_per_source`` failures from one source address to one
+    gateway within ``auth_failure_window_seconds`` lock that source out of that
+    gateway for ``auth_lockout_seconds`` (answered 429 without checking its
+    credentials); ``auth_failures_per_gateway`` failures from any sources put
+    the gateway on alert for as long, refusing every source with a recent failure.
     """
 
     host: str = "127.0.0.1"
@@ -125,10 +132,18 @@ class HttpConfig:
     reuse_port: bool = False
     gateways: Mapping[str, HttpGatewayConfig] = field(
         default_factory=lambda: MappingProxyType({}))
+    auth_failures_per_source: int = 10
+    auth_failures_per_gateway: int = 100
+    auth_failure_window_seconds: float = 60.0
+    auth_lockout_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+        for name in ("auth_failures_per_source", "auth_failures_per_gateway",
+                     "auth_failure_window_seconds", "auth_lockout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
         named: dict[str, HttpGatewayConfig] = {}
         for key, gateway in self.gateways.items():
             if gateway.name and gateway.name != key:

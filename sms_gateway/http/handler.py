@@ -4,7 +4,9 @@
 ``/gateways/<name>/<endpoint>`` and returns a Deferred :class:`Reply`:
 
 1. unknown gateway or endpoint: 404; method the format does not use: 405;
-2. source outside the allow-list: 403; bad or missing credentials: 401;
+2. source outside the allow-list: 403; a source locked out after too many
+   failed authentications (:mod:`sms_gateway.http.ratelimit`): 429 with
+   ``Retry-After``, credentials not checked; bad or missing credentials: 401;
 3. oversized body: 413 (stored as malformed, truncated, when the credentials
    do not cover the body and are good);
 4. unparseable: stored as ``malformed`` with the error, then 400; so is input
@@ -25,6 +27,7 @@ reply has an empty body; Jasmin's success body is exactly ``ACK/Jasmin``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +61,7 @@ from sms_gateway.http.callback import (
 from sms_gateway.http.config import HttpConfig, HttpGatewayConfig
 from sms_gateway.http.fields import FORM_TYPE
 from sms_gateway.http.metrics import HttpMetrics
+from sms_gateway.http.ratelimit import AuthFailureLimiter
 
 log = Logger()
 
@@ -122,8 +126,14 @@ class CallbackHandler:
     def __init__(self, config: HttpConfig, store: CallbackStore, *, clock: Clock,
                  metrics: HttpMetrics, on_inbound: OnInbound | None = None,
                  on_receipt: OnReceipt | None = None) -> None:
+        self._config = config
         self._gateways = dict(config.gateways)
         self._auth = {name: GatewayAuth(gw) for name, gw in self._gateways.items()}
+        self._limiter = AuthFailureLimiter(
+            per_source=config.auth_failures_per_source,
+            per_gateway=config.auth_failures_per_gateway,
+            window_seconds=config.auth_failure_window_seconds,
+            lockout_seconds=config.auth_lockout_seconds)
         self._store = store
         self._clock = clock
         self._metrics = metrics
@@ -152,8 +162,14 @@ class CallbackHandler:
         auth = self._auth[gateway]
         now = self._clock.seconds()
         failure = auth.check_source(request.remote)
-        if failure is None and not (body_overflow and auth.needs_body):
-            failure = auth.check(request, now)
+        if failure is None:
+            wait = self._limiter.retry_after(gateway, request.remote, now)
+            if wait is not None:
+                return succeed(self._rate_limited(gw, ep, wait))
+            if not (body_overflow and auth.needs_body):
+                failure = auth.check(request, now)
+                if failure is None:
+                    self._limiter.record_success(gateway, request.remote)
         if failure is not None:
             return succeed(self._refuse(gw, ep, request, failure))
         if body_overflow:
@@ -255,10 +271,34 @@ class CallbackHandler:
         self._metrics.auth_failures.labels(gw.name, failure.reason).inc()
         log.warn("callback to {gateway}/{endpoint} from {remote} refused: {reason}",
                  gateway=gw.name, endpoint=ep, remote=request.remote, reason=failure.reason)
+        if failure.status == 401:
+            self._count_failure(gw, request.remote)
         headers: tuple[tuple[str, str], ...] = ()
         if failure.status == 401 and gw.auth == "basic":
             headers = (("WWW-Authenticate", 'Basic realm="mepl"'),)
         return self._error(gw, failure.status, failure.message, headers)
+
+    def _count_failure(self, gw: HttpGatewayConfig, remote: str) -> None:
+        event = self._limiter.record_failure(gw.name, remote, self._clock.seconds())
+        config = self._config
+        if event == "source":
+            log.warn("{remote} locked out of {gateway} for {lockout}s after {count} failed "
+                     "authentications in {window}s", remote=remote, gateway=gw.name,
+                     lockout=config.auth_lockout_seconds, count=config.auth_failures_per_source,
+                     window=config.auth_failure_window_seconds)
+        elif event == "gateway":
+            log.warn("{gateway}: {count} failed authentications in {window}s; sources with a "
+                     "recent failure are refused for {lockout}s", gateway=gw.name,
+                     count=config.auth_failures_per_gateway,
+                     window=config.auth_failure_window_seconds,
+                     lockout=config.auth_lockout_seconds)
+
+    def _rate_limited(self, gw: HttpGatewayConfig, ep: str, wait: float) -> Reply:
+        # Not logged per request (the lockout was logged once); counted instead.
+        self._metrics.outcome(gw.name, ep, "rate_limited")
+        self._metrics.auth_failures.labels(gw.name, "rate_limited").inc()
+        return self._error(gw, 429, "too many failed authentications, retry later",
+                           (("Retry-After", str(max(1, math.ceil(wait)))),))
 
     @staticmethod
     def _raw(gw: HttpGatewayConfig, ep: Endpoint, kind: CallbackKind, request: CallbackRequest,

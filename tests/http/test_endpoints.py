@@ -327,6 +327,21 @@ class ErrorPathsTest(TestCase):
         self.assertEqual(self.srv.seen.inbound, [])
 
 
+    @async_test
+    async def test_repeated_bad_tokens_from_one_source_get_429_with_retry_after(self) -> None:
+        config = HttpConfig(port=0, gateways=gateways(), auth_failures_per_source=2)
+        srv = Listener(self, self.store, config)
+        wrong = KANNEL_MO.replace(TOKEN, "x" * len(TOKEN))
+        replies = [await srv.client.fetch("GET", srv.url("kannel1", "inbound", query))
+                   for query in (wrong, wrong, KANNEL_MO)]
+        self.assertEqual([code for code, _, _ in replies], [401, 401, 429])
+        _, headers, body = replies[-1]
+        self.assertEqual((headers.getRawHeaders(b"retry-after"), body), ([b"300"], b""))
+        self.assertEqual(self.store.rows, [])
+        self.assertEqual(srv.metric("mepl_http_callbacks_total", gateway="kannel1",
+                                    endpoint="inbound", outcome="rate_limited"), 1)
+
+
 class ParserBugTest(TestCase):
     @async_test
     async def test_a_parser_bug_is_stored_and_answered_500_so_the_gateway_retries(self) -> None:
