@@ -119,6 +119,11 @@ class HttpConfig:
     ``reuse_port`` lets several MEPL processes on one host share ``port``
     (``SO_REUSEPORT``), to carry more callbacks than one reactor thread can.
 
+    A request's line and headers must arrive within ``header_timeout_seconds``
+    (from the connection or the request's first byte) and its body within
+    ``body_timeout_seconds`` after the headers, or the connection is closed
+    (408); idle kept-alive connections close after Twisted's 60 s idle timeout.
+
     Failed authentications are limited (:mod:`sms_gateway.http.ratelimit`):
     ``auth_failures_per_source`` failures from one source address to one
     gateway within ``auth_failure_window_seconds`` lock that source out of that
@@ -132,6 +137,8 @@ class HttpConfig:
     reuse_port: bool = False
     gateways: Mapping[str, HttpGatewayConfig] = field(
         default_factory=lambda: MappingProxyType({}))
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
     auth_failures_per_source: int = 10
     auth_failures_per_gateway: int = 100
     auth_failure_window_seconds: float = 60.0
@@ -140,7 +147,8 @@ class HttpConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
-        for name in ("auth_failures_per_source", "auth_failures_per_gateway",
+        for name in ("header_timeout_seconds", "body_timeout_seconds",
+                     "auth_failures_per_source", "auth_failures_per_gateway",
                      "auth_failure_window_seconds", "auth_lockout_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -140,6 +140,16 @@ class CallbackHandler:
         self._on_inbound = on_inbound
         self._on_receipt = on_receipt
 
+    @property
+    def config(self) -> HttpConfig:
+        """The ``[http]`` configuration this handler serves."""
+        return self._config
+
+    @property
+    def metrics(self) -> HttpMetrics:
+        """The counters this handler updates (the listener adds its own to them)."""
+        return self._metrics
+
     def max_body_bytes(self, gateway: str) -> int | None:
         """The body cap of ``gateway``, or None when it is not configured."""
         gw = self._gateways.get(gateway)
