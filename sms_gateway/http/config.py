@@ -150,7 +150,7 @@ class HttpConfig:
         for name in ("header_timeout_seconds", "body_timeout_seconds",
                      "auth_failures_per_source", "auth_failures_per_gateway",
                      "auth_failure_window_seconds", "auth_lockout_seconds"):
-            if getattr(self, name) <= 0:
+            if not getattr(self, name) > 0:  # NaN too
                 raise ValueError(f"{name} must be positive")
         named: dict[str, HttpGatewayConfig] = {}
         for key, gateway in self.gateways.items():

@@ -223,6 +223,7 @@ class TimeoutTest(TestCase):
 
 @pytest.mark.parametrize("key", ["header_timeout_seconds", "body_timeout_seconds"])
 def test_deadlines_must_be_positive_and_are_named_in_the_error(key: str) -> None:
-    with pytest.raises(ConfigError, match=f"{key} must be positive"):
-        build(HttpConfig, {key: "0"}, "http")
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(ConfigError, match=f"{key} must be positive"):
+            build(HttpConfig, {key: bad}, "http")
     assert getattr(build(HttpConfig, {key: "2.5"}, "http"), key) == 2.5
