@@ -29,6 +29,7 @@ TOKEN_HEADER = "x-mepl-token"  # noqa: S105 (a header name)
 TOKEN_PARAM = "token"  # noqa: S105 (a parameter name)
 _SECRET_NAMES = frozenset((b"token", b"password", b"pass", b"secret", b"key"))
 _MAX_NAME_DECODINGS = 4
+_MAX_TIMESTAMP_DIGITS = 12  # UNIX seconds until the year 33658
 _KEPT_HEADERS = ("content-type", "content-length", "user-agent", "date", "x-forwarded-for",
                  SIGNATURE_HEADER)
 _KANNEL_SECRETS = ("x-kannel-username", "x-kannel-password")
@@ -130,10 +131,11 @@ class GatewayAuth:
         for item in header.split(","):
             key, _, value = item.strip().partition("=")
             if key == "t":
-                try:
-                    timestamp = int(value)
-                except ValueError:
-                    timestamp = None
+                value = value.strip()
+                # ASCII digits only: int() would take "+1", "1_0", Arabic-Indic digits, and
+                # 400 digits that overflow a float below (a crash before authentication).
+                ok = value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS
+                timestamp = int(value) if ok else None
             elif key == "v1":
                 macs.append(value.strip().lower())
         if timestamp is None or not macs:

@@ -49,6 +49,17 @@ def test_signature_window_and_tampering() -> None:
     assert failure is not None and failure.reason == "bad_signature"
 
 
+@pytest.mark.parametrize("timestamp", ["9" * 400, "-" + "9" * 4000, "\u0661\u0662", "1e5",
+                                       "+1000", "1_000"])
+def test_a_signature_timestamp_not_plain_unix_digits_is_a_bad_signature(timestamp: str) -> None:
+    auth = GatewayAuth(json_gw())
+    body = b'{"id":"1"}'
+    mac = sign_body(SECRET, body, 1000).split("v1=")[1]
+    request = CallbackRequest("POST", "/", {"x-mepl-signature": f"t={timestamp},v1={mac}"}, body)
+    failure = auth.check(request, 1000)
+    assert failure is not None and (failure.status, failure.reason) == (401, "bad_signature")
+
+
 def test_basic_auth_and_allow_list() -> None:
     auth = GatewayAuth(HttpGatewayConfig(name="k", format="jasmin", auth="basic",
                                          username="u", password=SECRET,

@@ -168,6 +168,18 @@ class ErrorPathsTest(TestCase):
         self.assertEqual(self.store.rows, [])
 
     @async_test
+    async def test_a_huge_signature_timestamp_is_401_not_a_crash(self) -> None:
+        doc = b'{"id": "x"}'
+        headers = {"Content-Type": "application/json",
+                   "X-Mepl-Signature": "t=" + "9" * 400 + ",v1=" + "0" * 64}
+        code, _, body = await self.srv.client.fetch(
+            "POST", self.srv.url("json1", "inbound"), doc, headers)
+        self.assertEqual(code, 401)
+        self.assertIn(b"t=<unix>", body)
+        self.assertEqual(self.srv.metric("mepl_http_auth_failures_total", gateway="json1",
+                                         reason="bad_signature"), 1)
+
+    @async_test
     async def test_source_outside_allow_list_is_403(self) -> None:
         config = HttpConfig(port=0, gateways=gateways(
             kannel1={"allowed_sources": ("10.0.0.0/8",)},
