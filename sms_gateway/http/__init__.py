@@ -5,7 +5,9 @@ Public API (see docs/http-gateways.md):
 - :class:`HttpConfig`, :class:`HttpGatewayConfig`: the ``[http]`` section;
 - :class:`CallbackStore` (protocol), :class:`RawCallback`, :class:`StoredCallback`:
   the storage contract the composition root implements over the message store;
-- :class:`CallbackHandler` and :func:`build_site`: the callback listener;
+- :class:`CallbackHandler` and :func:`build_site`: the callback listener (with
+  request deadlines against slow clients, and
+  :class:`sms_gateway.http.ratelimit.AuthFailureLimiter` against credential guessing);
 - :class:`BatchingCallbackStore`, :class:`MemoryCallbackStore`: group commit
   in front of a batch store, and an in-memory store;
 - :class:`HttpSendChannel`: :class:`sms_gateway.channel.OutboundChannel` over

@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from sms_gateway.http.callback import CallbackRequest
 from sms_gateway.http.config import HttpGatewayConfig
@@ -26,7 +27,9 @@ from sms_gateway.http.config import HttpGatewayConfig
 SIGNATURE_HEADER = "x-mepl-signature"
 TOKEN_HEADER = "x-mepl-token"  # noqa: S105 (a header name)
 TOKEN_PARAM = "token"  # noqa: S105 (a parameter name)
-_SECRET_PARAMS = ("token", "password", "pass", "secret", "key")
+_SECRET_NAMES = frozenset((b"token", b"password", b"pass", b"secret", b"key"))
+_MAX_NAME_DECODINGS = 4
+_MAX_TIMESTAMP_DIGITS = 12  # UNIX seconds until the year 33658
 _KEPT_HEADERS = ("content-type", "content-length", "user-agent", "date", "x-forwarded-for",
                  SIGNATURE_HEADER)
 _KANNEL_SECRETS = ("x-kannel-username", "x-kannel-password")
@@ -128,10 +131,11 @@ class GatewayAuth:
         for item in header.split(","):
             key, _, value = item.strip().partition("=")
             if key == "t":
-                try:
-                    timestamp = int(value)
-                except ValueError:
-                    timestamp = None
+                value = value.strip()
+                # ASCII digits only: int() would take "+1", "1_0", Arabic-Indic digits, and
+                # 400 digits that overflow a float below (a crash before authentication).
+                ok = value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS
+                timestamp = int(value) if ok else None
             elif key == "v1":
                 macs.append(value.strip().lower())
         if timestamp is None or not macs:
@@ -149,17 +153,41 @@ class GatewayAuth:
         return None
 
 
+def is_secret_name(name: bytes) -> bool:
+    """True when a query or form parameter ``name`` is a secret's, after percent-decoding.
+
+    ``%74oken`` is ``token`` to every URL parser, so it is matched as ``token``;
+    a name encoded several times, with ``+`` or spaces around it, or in any
+    letter case is matched too.
+    """
+    for _ in range(_MAX_NAME_DECODINGS):
+        if b"%" not in name and b"+" not in name:
+            break
+        name = unquote_to_bytes(name.replace(b"+", b" "))
+    return name.strip().lower() in _SECRET_NAMES
+
+
+def redact_form(form: bytes) -> bytes:
+    """``a=1&token=x`` with every secret parameter's value replaced by ``REDACTED``.
+
+    The other parameters are kept byte for byte (binary-safe, still encoded).
+    """
+    parts = form.split(b"&")
+    changed = False
+    for index, part in enumerate(parts):
+        name, sep, _ = part.partition(b"=")
+        if sep and is_secret_name(name):
+            parts[index] = name + b"=REDACTED"
+            changed = True
+    return b"&".join(parts) if changed else form
+
+
 def redact_target(target: str) -> str:
     """The request target with secret query values replaced by ``REDACTED``."""
     if "?" not in target:
         return target
     path, query = target.split("?", 1)
-    parts = query.split("&")
-    for index, part in enumerate(parts):
-        name = part.split("=", 1)[0]
-        if name.lower() in _SECRET_PARAMS:
-            parts[index] = name + "=REDACTED"
-    return path + "?" + "&".join(parts)
+    return path + "?" + redact_form(query.encode("latin-1", "replace")).decode("latin-1")
 
 
 def relevant_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -37,7 +37,8 @@ AuthMode = Literal["hmac", "basic", "token"]
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 HARD_MAX_BODY_BYTES = 16 * 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MIN_SECRET_LEN = 16
+MIN_SECRET_LEN = 16
+"""The shortest token, HMAC secret or basic-auth password accepted (characters)."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,14 @@ class HttpGatewayConfig:
             raise ValueError("auth 'hmac' needs format 'json' (Kannel and Jasmin cannot sign)")
         if self.format == "json" and self.auth != "hmac":
             raise ValueError("format 'json' is always signed: use auth 'hmac'")
-        if self.auth in ("hmac", "token") and len(self.secret) < _MIN_SECRET_LEN:
-            raise ValueError(f"auth '{self.auth}' needs a secret of at least "
-                             f"{_MIN_SECRET_LEN} characters")
+        if self.auth in ("hmac", "token") and len(self.secret) < MIN_SECRET_LEN:
+            raise ValueError(f"secret must be at least {MIN_SECRET_LEN} characters for auth "
+                             f"'{self.auth}' (got {len(self.secret)})")
         if self.auth == "basic" and (not self.username or not self.password):
             raise ValueError("auth 'basic' needs username and password")
+        if self.auth == "basic" and len(self.password) < MIN_SECRET_LEN:
+            raise ValueError(f"password must be at least {MIN_SECRET_LEN} characters for auth "
+                             f"'basic' (got {len(self.password)})")
         for cidr in self.allowed_sources:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -114,6 +118,18 @@ class HttpConfig:
 
     ``reuse_port`` lets several MEPL processes on one host share ``port``
     (``SO_REUSEPORT``), to carry more callbacks than one reactor thread can.
+
+    A request's line and headers must arrive within ``header_timeout_seconds``
+    (from the connection or the request's first byte) and its body within
+    ``body_timeout_seconds`` after the headers, or the connection is closed
+    (408); idle kept-alive connections close after Twisted's 60 s idle timeout.
+
+    Failed authentications are limited (:mod:`sms_gateway.http.ratelimit`):
+    ``auth_failures_per_source`` failures from one source address to one
+    gateway within ``auth_failure_window_seconds`` lock that source out of that
+    gateway for ``auth_lockout_seconds`` (answered 429 without checking its
+    credentials); ``auth_failures_per_gateway`` failures from any sources put
+    the gateway on alert for as long, refusing every source with a recent failure.
     """
 
     host: str = "127.0.0.1"
@@ -121,10 +137,21 @@ class HttpConfig:
     reuse_port: bool = False
     gateways: Mapping[str, HttpGatewayConfig] = field(
         default_factory=lambda: MappingProxyType({}))
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    auth_failures_per_source: int = 10
+    auth_failures_per_gateway: int = 100
+    auth_failure_window_seconds: float = 60.0
+    auth_lockout_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+        for name in ("header_timeout_seconds", "body_timeout_seconds",
+                     "auth_failures_per_source", "auth_failures_per_gateway",
+                     "auth_failure_window_seconds", "auth_lockout_seconds"):
+            if not getattr(self, name) > 0:  # NaN too
+                raise ValueError(f"{name} must be positive")
         named: dict[str, HttpGatewayConfig] = {}
         for key, gateway in self.gateways.items():
             if gateway.name and gateway.name != key:

@@ -56,10 +56,12 @@ class Fields:
         return self._values.get(name)
 
     def text(self, name: str) -> str | None:
-        """The field as UTF-8 text, or None when absent or empty."""
+        """The field as UTF-8 text, or None when absent or empty; a NUL is an error."""
         value = self._values.get(name)
         if not value:
             return None
+        if b"\0" in value:  # gateways send C strings; PostgreSQL text cannot hold a NUL
+            raise MalformedCallbackError(f"field {name!r} contains a NUL character")
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:

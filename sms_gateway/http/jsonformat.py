@@ -36,6 +36,8 @@ def load_object(request: CallbackRequest) -> dict[str, Any]:
         document = json.loads(request.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedCallbackError(f"body is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedCallbackError("body is not valid UTF-8 JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise MalformedCallbackError("body must be a JSON object")
     return document
@@ -49,11 +51,11 @@ def parse_inbound(request: CallbackRequest, *, link: str, region: str | None,
     sender = normalise_address(_string(doc, "from", required=True), region, "from")
     receiver = normalise_address(_string(doc, "to", required=True), region, "to")
     payload_hex = _string(doc, "payload_hex")
-    text = _string(doc, "text")
+    text = _string(doc, "text", nul_ok=True)
     if (payload_hex is None) == (text is None):
         raise MalformedCallbackError("exactly one of 'payload_hex' and 'text' is required")
     if text is not None:
-        data_coding, payload = DC_UCS2, text.encode("utf-16-be")
+        data_coding, payload = DC_UCS2, text.encode("utf-16-be")  # _string refused surrogates
     else:
         assert payload_hex is not None
         payload = decode_hex(payload_hex, "payload_hex")
@@ -102,7 +104,11 @@ def parse_receipt(request: CallbackRequest, *, link: str, region: str | None,
     return ParsedCallback(receipt, event_id)
 
 
-def _string(doc: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+def _string(doc: dict[str, Any], name: str, *, required: bool = False,
+            nul_ok: bool = False) -> str | None:
+    """A string (or integer) field.  JSON's ``\\ud800`` escapes can carry unpaired
+    surrogates, which have no UTF-8 or UTF-16 form: refused, and so is a NUL
+    (PostgreSQL text cannot hold one) unless ``nul_ok`` (message text)."""
     value = doc.get(name)
     if value is None or value == "":
         if required:
@@ -110,7 +116,17 @@ def _string(doc: dict[str, Any], name: str, *, required: bool = False) -> str | 
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise MalformedCallbackError(f"field {name!r} must be a string")
-    return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if "\0" in value and not nul_ok:
+        raise MalformedCallbackError(f"field {name!r} contains a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedCallbackError(
+                f"field {name!r} contains an unpaired surrogate") from None
+    return value
 
 
 def _integer(doc: dict[str, Any], name: str, default: int) -> int:

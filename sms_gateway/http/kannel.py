@@ -6,7 +6,8 @@ URLs (docs/http-gateways.md)::
 
     get-url  = ".../inbound?token=T&id=%I&from=%p&to=%P&text=%b&udh=%u"
                "&coding=%c&charset=%C&smsc=%i&time=%T"
-    post-url = ".../inbound?token=T&id=%I"   (text in the body, X-Kannel-* headers)
+    post-url = ".../inbound?token=T&id=%I"   (text in the body, X-Kannel-* headers;
+                                              X-Kannel-UDH url-encoded like %u)
     dlr-url  = ".../receipt?token=T&ref=<ours>&type=%d&smsc_id=%F&answer=%A&smsc=%i&ts=%T"
 
 Kannel's ``coding`` is 0 (7-bit text), 1 (8-bit binary) or 2 (UCS-2).
@@ -15,9 +16,11 @@ Kannel's ``coding`` is 0 (7-bit text), 1 (8-bit binary) or 2 (UCS-2).
 from __future__ import annotations
 
 import binascii
+import codecs
 import hashlib
 import re
 from datetime import datetime
+from urllib.parse import unquote_to_bytes
 
 from sms_gateway.errors import UdhError
 from sms_gateway.events import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage
@@ -52,6 +55,11 @@ _FAILED_STAT = {
 _STAT_RE = re.compile(r"\bstat:([A-Za-z]+)")
 _ERR_RE = re.compile(r"\berr:([0-9A-Za-z]+)")
 _UCS2_NAMES = {"UTF-16BE", "UCS-2", "UCS2", "UTF-16", "ISO-10646-UCS-2"}
+# Python codecs that are not character sets: ``undefined`` always fails, ``punycode`` and
+# ``idna`` are for host names (and punycode is slow on long input), the escape codecs
+# read backslash sequences.  Codecs such as rot13 or hex are refused as not text encodings.
+_NOT_CHARSETS = frozenset({"undefined", "punycode", "idna", "unicode-escape",
+                           "raw-unicode-escape"})
 
 
 def parse_inbound(request: CallbackRequest, *, link: str, region: str | None,
@@ -137,10 +145,17 @@ def _pick(fields: Fields, name: str, header: str | None) -> str | None:
 
 
 def _parse_udh(query_value: bytes | None, header_value: str | None) -> Udh | None:
-    """UDH from ``udh`` (hex, or raw url-encoded octets as %u gives) or X-Kannel-UDH (hex)."""
+    """UDH from the ``udh`` query field or the ``X-Kannel-UDH`` header.
+
+    smsbox url-encodes the UDH octets in both (``octstr_url_encode``: ``%XX``
+    for most octets, ``+`` for 0x20, letters, digits and ``-_.!~*'()`` as
+    they are).  The query field arrives already decoded; the header is decoded
+    here.  Hex (``0605040B8423F0``) is still accepted in either.
+    """
     raw = _udh_octets(query_value) if query_value else b""
-    if not raw and header_value:
-        raw = _udh_octets(header_value.strip().encode("ascii", "replace"))
+    if not raw and header_value and header_value.strip():
+        encoded = header_value.strip().encode("latin-1", "replace")
+        raw = _udh_octets(unquote_to_bytes(encoded.replace(b"+", b" ")))
     if not raw:
         return None
     try:
@@ -171,15 +186,28 @@ def _decode(raw: bytes, coding: int, charset: str | None) -> tuple[bytes, str | 
     if coding == 1:
         return raw, None
     name = (charset or ("UTF-16BE" if coding == 2 else "UTF-8")).upper()
+    codec = "utf-16-be" if name in _UCS2_NAMES else _text_codec(name, charset)
     try:
-        text = raw.decode("utf-16-be" if name in _UCS2_NAMES else name)
-    except LookupError:
-        raise MalformedCallbackError(f"field 'charset': unknown charset {charset!r}") from None
-    except UnicodeDecodeError:
+        text = raw.decode(codec)
+        text.encode("utf-8")  # no unpaired surrogate (UTF-7 and escape codecs can make one)
+    except LookupError:  # rot13, hex, zlib...: codecs, but not text encodings
+        raise MalformedCallbackError(f"field 'charset': {charset!r} is not a charset") from None
+    except (UnicodeError, ValueError):
         raise MalformedCallbackError(f"text is not valid {name}") from None
     if coding == 2 and name not in _UCS2_NAMES:
         return text.encode("utf-16-be"), text
     return raw, text
+
+
+def _text_codec(name: str, charset: str | None) -> str:
+    """Python's codec for a charset name, refusing codecs that are not charsets."""
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):  # unknown, or a name with a NUL in it
+        raise MalformedCallbackError(f"field 'charset': unknown charset {charset!r}") from None
+    if info.name in _NOT_CHARSETS:
+        raise MalformedCallbackError(f"field 'charset': {charset!r} is not a charset")
+    return info.name
 
 
 def _content_id(sender: str, receiver: str, when: str | None, udh: Udh | None,

@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 
 class HttpMetrics:
-    """Counters for callbacks by outcome, authentication failures and processing errors.
+    """Counters for callbacks by outcome, authentication failures, slow requests cut off
+    (``phase`` ``headers`` or ``body``) and processing errors.
 
     ``gateway`` is the configured name; requests for unknown gateways are
     counted under ``gateway=""`` so a scanner cannot grow the label set.
@@ -21,6 +22,10 @@ class HttpMetrics:
         self.auth_failures = Counter(
             "mepl_http_auth_failures", "Gateway HTTP callbacks refused by authentication",
             ("gateway", "reason"), registry=registry)
+        self.connection_timeouts = Counter(
+            "mepl_http_connection_timeouts",
+            "Callback connections closed because a request's headers or body came too slowly",
+            ("phase",), registry=registry)
         self.processing_failures = Counter(
             "mepl_http_processing_failures",
             "Stored callbacks whose hand-off to processing failed", ("gateway",),

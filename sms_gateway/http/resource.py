@@ -8,8 +8,10 @@ so an oversized request costs no memory.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -121,11 +123,31 @@ def _to_callback_request(request: Any) -> CallbackRequest:
                            headers=headers, body=body, remote=str(getattr(address, "host", "")))
 
 
+TimeoutPhase = Literal["headers", "body"]
+_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                     b"Content-Length: 0\r\n\r\n")
+
+
 class CachingHTTPChannel(http.HTTPChannel):
-    """An HTTP/1.1 channel that asks the socket for its addresses once, not per request."""
+    """An HTTP/1.1 channel with request deadlines that asks the socket for its addresses once.
+
+    Twisted's own timeout is an *idle* timeout, reset by every byte, so a
+    client sending one header byte every few seconds would hold the
+    connection for ever.  This channel adds two deadlines, on the Site's
+    reactor (the injected clock): the request line and headers must be
+    complete within ``header_timeout`` seconds of the connection opening or of
+    the request's first byte (for the next request on a kept-alive
+    connection), and the body within ``body_timeout`` seconds of the end of
+    the headers.  A request past its deadline gets ``408 Request Timeout`` and
+    the connection is closed (aborted if the client does not read).  No
+    deadline runs while a request is being answered: a slow store is not a
+    slow client.
+    """
 
     _peer: Any = None
     _host: Any = None
+    _deadline: Any = None
+    _abort_call: Any = None
 
     def getPeer(self) -> Any:  # noqa: N802 (Twisted API)
         """The remote address (cached for the connection)."""
@@ -139,24 +161,110 @@ class CachingHTTPChannel(http.HTTPChannel):
             self._host = super().getHost()  # type: ignore[no-untyped-call]
         return self._host
 
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted API)
+        """Start the first request's header deadline."""
+        super().connectionMade()  # type: ignore[no-untyped-call]
+        self._start_deadline("headers")
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
+        """The first byte of a request (between requests) starts its header deadline."""
+        if data and self._deadline is None and not self._handlingRequest:
+            self._start_deadline("headers")
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def allHeadersReceived(self) -> None:  # noqa: N802 (Twisted API)
+        """Headers complete: the body deadline replaces the header deadline."""
+        if self.length == 0:  # no body: allContentReceived follows at once
+            self._stop_deadline()
+        else:
+            self._start_deadline("body")
+        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+
+    def allContentReceived(self) -> None:  # noqa: N802 (Twisted API)
+        """The request is complete: no deadline while it is answered."""
+        self._stop_deadline()
+        super().allContentReceived()  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        """Cancel the deadline and any pending abort."""
+        self._stop_deadline()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def _start_deadline(self, phase: TimeoutPhase) -> None:
+        site = getattr(self, "site", None)
+        seconds = (getattr(site, "header_timeout", None) if phase == "headers"
+                   else getattr(site, "body_timeout", None))
+        self._stop_deadline()
+        if seconds is None:
+            return
+        call_later: Any = self.callLater  # the Site's reactor (HTTPFactory.buildProtocol)
+        self._deadline = call_later(seconds, self._deadline_passed, phase, seconds)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _deadline_passed(self, phase: TimeoutPhase, seconds: float) -> None:
+        self._deadline = None
+        site = getattr(self, "site", None)
+        on_timeout = getattr(site, "on_timeout", None)
+        if on_timeout is not None:
+            on_timeout(phase)
+        log.info("closing callback connection from {peer}: {phase} not complete within "
+                 "{seconds}s", peer=str(getattr(self.getPeer(), "host", "")), phase=phase,
+                 seconds=seconds)
+        transport: Any = self.transport
+        call_later: Any = self.callLater
+        transport.write(_TIMEOUT_RESPONSE)
+        # As Twisted's idle timeout does: abort if the client does not read the answer.
+        self._abort_call = call_later(self.abortTimeout, transport.abortConnection)
+        self.loseConnection()  # type: ignore[no-untyped-call]
+
 
 class CallbackSite(server.Site):
-    """The Site for the callback listener: HTTP/1.1, no access log lines, no tracebacks."""
+    """The Site for the callback listener: HTTP/1.1, no access log lines, no tracebacks.
+
+    ``header_timeout`` and ``body_timeout`` are the request deadlines of
+    :class:`CachingHTTPChannel` (None: no deadline); ``on_timeout`` is told
+    the phase of each request cut off.
+    """
 
     displayTracebacks = False  # noqa: N815 (Twisted API)
     protocol = CachingHTTPChannel  # type: ignore[assignment]
+    header_timeout: float | None = None
+    body_timeout: float | None = None
+    on_timeout: Callable[[TimeoutPhase], None] | None = None
 
     def log(self, request: Any) -> None:
         """Access logging is off: every callback is counted and stored instead."""
 
 
-def build_site(handler: CallbackHandler, *, max_body_bytes: int,
-               reactor: Any = None) -> server.Site:
-    """The Site serving ``/gateways/...`` with the request body capped at ``max_body_bytes``."""
+def build_site(handler: CallbackHandler, *, max_body_bytes: int, reactor: Any = None,
+               header_timeout_seconds: float | None = None,
+               body_timeout_seconds: float | None = None) -> server.Site:
+    """The Site serving ``/gateways/...`` with the request body capped at ``max_body_bytes``.
+
+    The request deadlines default to the handler's ``http`` configuration
+    (``header_timeout_seconds``, ``body_timeout_seconds``) and run on
+    ``reactor`` (the global reactor when None); cut-off requests are counted
+    in the handler's metrics (``mepl_http_connection_timeouts_total``).
+    """
     root: Any = Resource()  # type: ignore[no-untyped-call]
     root.putChild(b"gateways", GatewayCallbackResource(handler))
     kwargs: dict[str, Any] = {"requestFactory": capped_request_factory(max_body_bytes)}
     if reactor is not None:
         kwargs["reactor"] = reactor
-    site: server.Site = CallbackSite(root, **kwargs)  # type: ignore[no-untyped-call]
+    site = CallbackSite(root, **kwargs)  # type: ignore[no-untyped-call]
+    config = handler.config
+    site.header_timeout = (config.header_timeout_seconds if header_timeout_seconds is None
+                            else header_timeout_seconds)
+    site.body_timeout = (config.body_timeout_seconds if body_timeout_seconds is None
+                         else body_timeout_seconds)
+    timeouts = handler.metrics.connection_timeouts
+    site.on_timeout = lambda phase: timeouts.labels(phase).inc()
     return site

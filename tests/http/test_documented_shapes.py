@@ -75,9 +75,11 @@ class KannelShapesTest(TestCase):
 
     @async_test
     async def test_post_url_body_and_x_kannel_headers(self) -> None:
+        # As smsbox sends a binary MO (a signed reply to port 2948): the body is the raw
+        # octets, and X-Kannel-UDH is the UDH url-encoded (octstr_url_encode), not hex.
         headers = {"Content-Type": "application/octet-stream",
                    "X-Kannel-From": "+447700900123", "X-Kannel-To": "447700900001",
-                   "X-Kannel-Time": "2026-11-22 07:40:00", "X-Kannel-UDH": "0605040B8423F0",
+                   "X-Kannel-Time": "2026-11-22 07:40:00", "X-Kannel-UDH": "%06%05%04%0B%84%23%F0",
                    "X-Kannel-SMSC": "carrier_a", "X-Kannel-Coding": "1",
                    "X-Kannel-Service": "mepl-mo"}
         code, _, body = await self.srv.client.fetch(

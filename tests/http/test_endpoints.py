@@ -168,6 +168,18 @@ class ErrorPathsTest(TestCase):
         self.assertEqual(self.store.rows, [])
 
     @async_test
+    async def test_a_huge_signature_timestamp_is_401_not_a_crash(self) -> None:
+        doc = b'{"id": "x"}'
+        headers = {"Content-Type": "application/json",
+                   "X-Mepl-Signature": "t=" + "9" * 400 + ",v1=" + "0" * 64}
+        code, _, body = await self.srv.client.fetch(
+            "POST", self.srv.url("json1", "inbound"), doc, headers)
+        self.assertEqual(code, 401)
+        self.assertIn(b"t=<unix>", body)
+        self.assertEqual(self.srv.metric("mepl_http_auth_failures_total", gateway="json1",
+                                         reason="bad_signature"), 1)
+
+    @async_test
     async def test_source_outside_allow_list_is_403(self) -> None:
         config = HttpConfig(port=0, gateways=gateways(
             kannel1={"allowed_sources": ("10.0.0.0/8",)},
@@ -272,6 +284,76 @@ class ErrorPathsTest(TestCase):
         self.assertEqual(dict(jasmin.headers)["content-type"], FORM["Content-Type"])
 
 
+    @async_test
+    async def test_a_token_under_a_percent_encoded_name_is_never_stored(self) -> None:
+        encoded = KANNEL_MO.replace("token=", "%74oken=")
+        malformed = encoded.replace("udh=%06%05%04%0B%84%23%F0", "udh=zz")
+        codes = []
+        for query in (encoded, malformed):
+            code, _, _ = await self.srv.client.fetch(
+                "GET", self.srv.url("kannel1", "inbound", query))
+            codes.append(code)
+        self.assertEqual(codes, [200, 400])
+        self.assertEqual([r.kind for r in self.store.rows], ["mo", "malformed"])
+        for row in self.store.rows:
+            self.assertNotIn(TOKEN.encode(), row.wire_bytes())
+            self.assertIn(b"?%74oken=REDACTED&", row.wire_bytes())
+
+    @async_test
+    async def test_a_secret_field_in_a_form_body_is_redacted_before_storing(self) -> None:
+        body = (b"id=j&message_status=ESME_ROK&level=1&pass%77ord="
+                + JASMIN_PASSWORD.encode())
+        code, _, _ = await self.srv.client.fetch(
+            "POST", self.srv.url("jasmin1", "receipt"), body, {"Authorization": BASIC, **FORM})
+        self.assertEqual(code, 200)
+        (row,) = self.store.rows
+        self.assertNotIn(JASMIN_PASSWORD.encode(), row.wire_bytes())
+        self.assertTrue(row.body.endswith(b"&pass%77ord=REDACTED"))
+        self.assertEqual(self.srv.seen.receipts[0][0].message_id, "j")
+
+
+    @async_test
+    async def test_client_input_that_trips_a_parser_is_400_stored_and_counted(self) -> None:
+        nested = b"[" * 20_000 + b"]" * 20_000
+        code, _, body = await self.srv.client.fetch(
+            "POST", self.srv.url("json1", "inbound"), nested, signed(nested))
+        self.assertEqual(code, 400)
+        self.assertIn(b"nested too deeply", body)
+        for charset in ("undefined", "punycode"):
+            code, _, body = await self.srv.client.fetch(
+                "GET", self.srv.url("kannel1", "inbound",
+                                    KANNEL_MO.replace("coding=1&charset=",
+                                                      f"coding=0&charset={charset}")))
+            self.assertEqual((code, body), (400, b""), charset)
+        code, _, _ = await self.srv.client.fetch(
+            "POST", self.srv.url("kannel1", "inbound", f"token={TOKEN}&id=p1"), b"hi",
+            {"Content-Type": 'text/plain; charset="undefined"', "X-Kannel-From": "447700900123",
+             "X-Kannel-To": "1234"})
+        self.assertEqual(code, 400)
+        self.assertEqual([r.kind for r in self.store.rows], ["malformed"] * 4)
+        self.assertTrue(all(r.error for r in self.store.rows))
+        self.assertEqual(self.srv.metric("mepl_http_callbacks_total", gateway="kannel1",
+                                         endpoint="inbound", outcome="malformed"), 3)
+        self.assertEqual(self.srv.metric("mepl_http_callbacks_total", gateway="json1",
+                                         endpoint="inbound", outcome="malformed"), 1)
+        self.assertEqual(self.srv.seen.inbound, [])
+
+
+    @async_test
+    async def test_repeated_bad_tokens_from_one_source_get_429_with_retry_after(self) -> None:
+        config = HttpConfig(port=0, gateways=gateways(), auth_failures_per_source=2)
+        srv = Listener(self, self.store, config)
+        wrong = KANNEL_MO.replace(TOKEN, "x" * len(TOKEN))
+        replies = [await srv.client.fetch("GET", srv.url("kannel1", "inbound", query))
+                   for query in (wrong, wrong, KANNEL_MO)]
+        self.assertEqual([code for code, _, _ in replies], [401, 401, 429])
+        _, headers, body = replies[-1]
+        self.assertEqual((headers.getRawHeaders(b"retry-after"), body), ([b"300"], b""))
+        self.assertEqual(self.store.rows, [])
+        self.assertEqual(srv.metric("mepl_http_callbacks_total", gateway="kannel1",
+                                    endpoint="inbound", outcome="rate_limited"), 1)
+
+
 class ParserBugTest(TestCase):
     @async_test
     async def test_a_parser_bug_is_stored_and_answered_500_so_the_gateway_retries(self) -> None:
@@ -290,3 +372,45 @@ class ParserBugTest(TestCase):
         self.assertIn(b"parser failed", body)
         self.assertEqual(store.rows[0].kind, "malformed")
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+    @async_test
+    async def test_input_errors_escaping_a_parser_are_still_400_not_500(self) -> None:
+        from sms_gateway.http import handler
+
+        errors = iter([RecursionError("deep"), UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x"),
+                       UnicodeError("undefined encoding")])
+
+        def tripped(*_: object, **__: object) -> None:
+            raise next(errors)
+
+        self.patch(handler, "PARSERS", {**handler.PARSERS, ("jasmin", "receipt"): tripped})
+        store = MemoryCallbackStore()
+        srv = Listener(self, store)
+        for _ in range(3):
+            code, _, body = await srv.client.fetch(
+                "POST", srv.url("jasmin1", "receipt"), b"id=1&message_status=ESME_ROK&level=1",
+                {"Authorization": BASIC, **FORM})
+            self.assertEqual(code, 400)
+            self.assertIn(b"unparseable input", body)
+        self.assertEqual([r.kind for r in store.rows], ["malformed"] * 3)
+        self.assertEqual(srv.metric("mepl_http_callbacks_total", gateway="jasmin1",
+                                    endpoint="receipt", outcome="malformed"), 3)
+
+    @async_test
+    async def test_the_stored_error_text_never_carries_a_nul_or_a_surrogate(self) -> None:
+        from sms_gateway.http import handler
+
+        def broken(*_: object, **__: object) -> None:
+            raise ValueError("bad\x00value\ud800" + "x" * 2000)
+
+        self.patch(handler, "PARSERS", {**handler.PARSERS, ("jasmin", "receipt"): broken})
+        store = MemoryCallbackStore()
+        srv = Listener(self, store)
+        await srv.client.fetch("POST", srv.url("jasmin1", "receipt"), b"id=1",
+                               {"Authorization": BASIC, **FORM})
+        error = store.rows[0].error or ""
+        self.assertNotIn("\x00", error)
+        error.encode("utf-8")  # no unpaired surrogate
+        self.assertLessEqual(len(error), 500)
+        self.assertTrue(error.startswith("parser failed: ValueError: bad\\x00value\\ud800x"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,32 @@ def test_kannel_udh_is_accepted_as_hex_or_raw_octets(udh: str) -> None:
     assert parsed.event.udh.dest_port == 2948  # type: ignore[union-attr]
 
 
+def kannel_post(udh_header: str) -> CallbackRequest:
+    return post(b"\x01\x02", "application/octet-stream", "id=1",
+                **{"x-kannel-from": "447700900123", "x-kannel-to": "1234",
+                   "x-kannel-coding": "1", "x-kannel-udh": udh_header})
+
+
+@pytest.mark.parametrize("header, dest_port, concat_ref", [
+    ("%06%05%04%0B%84%23%F0", 2948, None),  # smsbox's post-url: octstr_url_encode(udhdata)
+    ("0605040B8423F0", 2948, None),  # hex, as this parser documented before: still accepted
+    ("%05%00%03+%02%01", None, 0x20),  # url-encoding turns the octet 0x20 into '+'
+    ("%05%00%03A%02%01", None, 0x41),  # and leaves the safe octets (A-Z a-z 0-9 -_.!~*'()) as is
+])
+def test_kannel_udh_header_is_read_url_encoded_as_smsbox_sends_it(
+        header: str, dest_port: int | None, concat_ref: int | None) -> None:
+    udh = kannel.parse_inbound(kannel_post(header), **KW).event.udh  # type: ignore[union-attr]
+    assert udh is not None
+    assert udh.dest_port == dest_port
+    assert (udh.concat.reference if udh.concat else None) == concat_ref
+
+
+@pytest.mark.parametrize("header", ["%ZZ", "%06%05%04", "zz"])
+def test_kannel_udh_header_that_is_neither_form_is_malformed(header: str) -> None:
+    with pytest.raises(MalformedCallbackError, match="udh"):
+        kannel.parse_inbound(kannel_post(header), **KW)
+
+
 @pytest.mark.parametrize("query, error", [
     ("to=1234&text=x", "missing field 'from'"),
     ("from=447700900123&to=1234", "missing field 'text'"),
@@ -49,6 +76,46 @@ def test_kannel_udh_is_accepted_as_hex_or_raw_octets(udh: str) -> None:
 def test_kannel_bad_input_names_the_problem(query: str, error: str) -> None:
     with pytest.raises(MalformedCallbackError, match=error):
         kannel.parse_inbound(get(query), **KW)
+
+
+MO = "from=447700900123&to=1234&"
+
+
+@pytest.mark.parametrize("query", [
+    MO + "text=x&charset=undefined",  # the codec that always raises UnicodeError
+    MO + "text=hi&charset=punycode",  # not a charset: UnicodeError on plain ASCII
+    MO + "text=xn--&charset=idna",
+    MO + "text=%5Cud800&charset=unicode_escape",  # decodes to a lone surrogate
+    MO + "text=%5Cud800&coding=2&charset=raw_unicode_escape",
+    MO + "text=%2B2AA-&charset=utf-7",  # valid UTF-7 for a lone surrogate
+    MO + "text=%2B2AA-&coding=2&charset=utf-7",  # ... which UTF-16BE cannot encode
+    MO + "text=x&charset=rot13",  # a codec, not a text encoding
+    MO + "text=x&charset=a%00b",  # ValueError: embedded null character
+    MO + "text=x&coding=" + "9" * 5000,  # beyond int()'s digit limit
+])
+def test_kannel_charset_or_coding_that_trips_a_codec_is_malformed(query: str) -> None:
+    with pytest.raises(MalformedCallbackError, match=r"charset|coding|not valid"):
+        kannel.parse_inbound(get(query), **KW)
+
+
+@pytest.mark.parametrize("charset", ["undefined", "punycode", "unicode_escape", "x\x00"])
+def test_kannel_post_url_charset_parameter_that_trips_a_codec_is_malformed(charset: str) -> None:
+    request = post(b"hi", f'text/plain; charset="{charset}"', "id=1",
+                   **{"x-kannel-from": "447700900123", "x-kannel-to": "1234"})
+    with pytest.raises(MalformedCallbackError, match="charset"):
+        kannel.parse_inbound(request, **KW)
+
+
+@pytest.mark.parametrize("parse, query", [
+    (kannel.parse_inbound, MO + "text=x&id=%00a"),
+    (kannel.parse_receipt, "ref=r%00&type=1"),
+    (jasmin.parse_inbound, MO + "content=x&id=a%00"),
+    (jasmin.parse_receipt, "id=a&message_status=ESME_ROK%00&level=1"),
+])
+def test_a_nul_in_a_text_field_is_malformed(parse: Any, query: str) -> None:
+    # The gateways send C strings: a NUL is never real, and PostgreSQL text cannot hold one.
+    with pytest.raises(MalformedCallbackError, match="NUL"):
+        parse(get(query), **KW)
 
 
 def test_kannel_mo_without_id_is_deduplicated_by_content() -> None:
@@ -157,6 +224,26 @@ def test_json_inbound_text_becomes_ucs2_and_udh_is_parsed() -> None:
 def test_json_inbound_bad_documents(fields: dict[str, object], error: str) -> None:
     with pytest.raises(MalformedCallbackError, match=error):
         jsonformat.parse_inbound(doc(**fields), **KW)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1"
+                                  + b"}" * 50_000])
+def test_json_nested_too_deeply_is_malformed_not_a_recursion_error(body: bytes) -> None:
+    with pytest.raises(MalformedCallbackError, match="JSON"):
+        jsonformat.parse_inbound(post(body, "application/json"), **KW)
+
+
+@pytest.mark.parametrize("fields, error", [
+    ({"text": "\ud800"}, "field 'text'"),  # a lone surrogate: no UTF-16 or UTF-8 for it
+    ({"text": "x", "id": "a\ud800"}, "field 'id'"),
+    ({"text": "x", "id": "a\u0000"}, "field 'id'"),
+    ({"payload_hex": "00", "data_coding": 10 ** 4000}, "data_coding"),
+])
+def test_json_strings_that_cannot_be_stored_are_malformed(fields: dict[str, object],
+                                                          error: str) -> None:
+    document = {"id": "1", "from": "447700900123", "to": "2", **fields}
+    with pytest.raises(MalformedCallbackError, match=error):
+        jsonformat.parse_inbound(doc(**document), **KW)
 
 
 def test_json_receipt_requires_a_known_status_and_iso_times() -> None:

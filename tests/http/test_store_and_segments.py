@@ -139,7 +139,8 @@ def test_send_answers() -> None:
 def test_jasmin_form_without_receipt_has_no_dlr_fields() -> None:
     from sms_gateway.http.config import HttpGatewayConfig
     config = HttpGatewayConfig(name="j", format="jasmin", auth="basic", username="u",
-                               password="p", send_url="http://j/send", dlr_url_base="http://m")
+                               password="p" * 16, send_url="http://j/send",
+                               dlr_url_base="http://m")
     form = jasmin_send_form(config, OutboundMessage("+44", b"\x01", request_receipt=False))
     assert b"dlr" not in form and b"hex-content=01" in form
 

@@ -79,6 +79,31 @@ class RealStoreTest(TestCase):
         self.assertEqual(self.srv.seen.inbound[0][1].message_id, row.id)
 
     @async_test
+    async def test_a_token_in_any_encoding_never_reaches_the_database(self) -> None:
+        queries = [KANNEL_MO.replace("token=", "%74oken="),
+                   KANNEL_MO.replace("token=", "to%6Ben=").replace("5f0c-0001", "5f0c-0002"),
+                   KANNEL_MO.replace("token=", "%74oken=").replace("coding=1", "coding=9")]
+        for query in queries:
+            await self.srv.client.fetch("GET", self.srv.url("kannel1", "inbound", query))
+        rows = self._rows(link="kannel1")
+        self.assertEqual([r.kind for r in rows], ["mo", "mo", "malformed"])
+        for row in rows:
+            self.assertNotIn(TOKEN.encode(), bytes(row.payload))
+            self.assertNotIn(TOKEN, row.error or "")
+
+    @async_test
+    async def test_a_nul_in_a_gateway_id_is_stored_malformed_and_spoils_no_batch(self) -> None:
+        bad = self.srv.url("kannel1", "inbound", KANNEL_MO.replace("5f0c-0001", "5f0c%00"))
+        good = self.srv.url("kannel1", "inbound", KANNEL_MO)
+        results = await defer.gatherResults(
+            [defer.Deferred.fromCoroutine(self.srv.client.fetch("GET", url))
+             for url in (bad, good, bad)])
+        self.assertEqual([code for code, _, _ in results], [400, 200, 400])
+        rows = self._rows(link="kannel1")
+        self.assertEqual(sorted(r.kind for r in rows), ["malformed", "malformed", "mo"])
+        self.assertTrue(all("NUL" in r.error for r in rows if r.kind == "malformed"))
+
+    @async_test
     async def test_malformed_callback_is_committed_with_its_error(self) -> None:
         body = b"id=j-1&from=447700900123&to=84433&coding=zz&content=x"
         code, _, answer = await self.srv.client.fetch(
