@@ -49,8 +49,9 @@ def key_counts_txn(conn: Connection) -> dict[int, int]:
     return {int(k): int(n) for k, n in rows}
 
 
-def pin_device_txn(conn: Connection, device_id: int, key_id: int, *, replace: bool) -> None:
-    """Record that the device was provisioned with server key ``key_id`` (at enrolment).
+def pin_device_txn(conn: Connection, device_id: int, key_id: int, *, replace: bool) -> int:
+    """Record that the device was provisioned with server key ``key_id`` (at enrolment);
+    return the key now on record.
 
     ``replace`` overwrites a key already on record (a re-provisioned handset,
     or the operator said so); otherwise a device that has a key keeps it, so
@@ -62,6 +63,8 @@ def pin_device_txn(conn: Connection, device_id: int, key_id: int, *, replace: bo
             index_elements=["device_id"], set_={"key_id": key_id, "updated_at": func.now()}))
     else:
         conn.execute(insert.on_conflict_do_nothing(index_elements=["device_id"]))
+    return int(conn.execute(select(device_server_keys.c.key_id)
+                            .where(device_server_keys.c.device_id == device_id)).scalar_one())
 
 
 def pin_unpinned_txn(conn: Connection, key_id: int) -> int:

@@ -22,9 +22,11 @@ from signing.errors import SigningError
 DESCRIPTION = """\
 Run the main event-processing loop: bind to every configured SMSC link
 ([smpp.links.NAME]), listen for gateway callbacks ([http] with
-[http.gateways.NAME]), and dispatch queued commands signed with the active
-server key from STATE_DIR/keys (`mepl keys init` creates it; an encrypted key
-takes its passphrase from $MEPL_KEY_PASSPHRASE or signing.passphrase_file).
+[http.gateways.NAME]), and dispatch queued commands, each signed with the
+server key its device has accepted, from STATE_DIR/keys (`mepl keys init`
+creates it; an encrypted key takes its passphrase from $MEPL_KEY_PASSPHRASE or
+signing.passphrase_file; a key added by `mepl keys rotate` meanwhile is loaded
+with the same passphrase, without a restart).
 The schema must be current (`mepl db upgrade`).  SIGINT or SIGTERM stops it
 gracefully: dispatching stops, binds unbind after their outstanding submits,
 stored-but-unflushed PDUs are written.  Several `mepl run` processes may
