@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,9 @@ IMEIS = ("490154203237518", "356938035643809", "353918058450939")
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import os
-    for name in list(os.environ):
-        if name.startswith("MEPL_"):
-            monkeypatch.delenv(name)
-    yield
+def _no_mepl_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("MEPL_")]:
+        monkeypatch.delenv(name)
 
 
 class Cli:

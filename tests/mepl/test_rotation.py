@@ -9,6 +9,8 @@ accept them, and each verified reply moves its device to the new key.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,8 +46,11 @@ def key_of(frame: bytes) -> int:
     return int.from_bytes(frame[1:3], "big")
 
 
-def make_store(directory: Path) -> ServerKeyStore:
-    store = ServerKeyStore(directory)
+def make_store(case: SynchronousTestCase) -> ServerKeyStore:
+    """A fresh key store (key 1, encrypted) in a temporary directory removed after ``case``."""
+    directory = Path(tempfile.mkdtemp(prefix="mepl-rotation-"))
+    case.addCleanup(shutil.rmtree, directory, True)
+    store = ServerKeyStore(directory / "keys")
     store.init(now=datetime.now(UTC), passphrase=PASSPHRASE.encode(),
                trusted_numbers=(SERVER_NUMBER,))
     return store
@@ -58,7 +63,7 @@ def claimed(command_id: int, key_id: int, counter: int = 1) -> ClaimedCommand:
 
 class SignerTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.store = make_store(Path(self.mktemp()))
+        self.store = make_store(self)
         self.signer = ServerSigner.load(self.store.directory,
                                         {"MEPL_KEY_PASSPHRASE": PASSPHRASE})
 
@@ -129,7 +134,7 @@ class RotationEndToEndTests(SynchronousTestCase):
     def setUp(self) -> None:
         base = World.create()
         self.addCleanup(base.engine.dispose)
-        self.store = make_store(Path(self.mktemp()))
+        self.store = make_store(self)
         self.signer = ServerSigner.load(self.store.directory,
                                         {"MEPL_KEY_PASSPHRASE": PASSPHRASE})
         config = DispatchConfig(server_number=SERVER_NUMBER)
@@ -292,6 +297,26 @@ class RotationEndToEndTests(SynchronousTestCase):
         self.assertEqual(self.w.scalar(
             "SELECT count(*) FROM audit WHERE action = 'keys.rotate' AND actor = 'tester' "
             "AND (details->>'queued')::int = 3 AND (details->>'key_id')::int = 2"), 1)
+
+    def test_a_dispatcher_that_sees_the_new_key_mid_rotation_keeps_unpinned_devices_on_the_old(
+            self) -> None:
+        legacy = self.phones[2]  # enrolled without a server key on record
+        self.w.queue(legacy.device_id, "lock_status")
+        seen: list[dict[str, list[bytes]]] = []
+
+        class DispatchWhileRotating(ServerKeyStore):
+            def rotate(inner, *, now: datetime, passphrase: bytes | None) -> Any:  # noqa: N805
+                key = super().rotate(now=now, passphrase=passphrase)
+                seen.append(self.dispatch_all())  # before the rotate_key commands exist
+                return key
+
+        rotate_server_key(self.w.engine, DispatchWhileRotating(self.store.directory),
+                          passphrase=PASSPHRASE.encode(), now=self.w.now, actor="tester")
+        (frames,) = seen
+        self.assertEqual(self.signer.key_id, 2)
+        self.assertEqual(key_of(frames[legacy.msisdn][0]), 1)
+        self.assertEqual(self.answer(legacy, frames[legacy.msisdn][0]).command.name,
+                         "lock_status")
 
     def test_a_rotation_without_queueing_only_creates_the_key(self) -> None:
         result = rotate_server_key(None, self.store, passphrase=PASSPHRASE.encode(),
