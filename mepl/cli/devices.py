@@ -191,6 +191,8 @@ def _enrol(args: argparse.Namespace) -> int:
     if len(raw) != 32:
         return _bad(f"--public-key: an Ed25519 public key has 32 octets, got {len(raw)}")
     key_id = device_key_id(raw)
+    if args.server_key is not None and not 1 <= args.server_key <= 0xFFFF:
+        return _bad("--server-key: server key ids are 1..65535")
     try:
         server_key = _enrolment_server_key(args)
     except ConfigError as exc:

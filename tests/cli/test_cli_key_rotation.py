@@ -103,6 +103,10 @@ def test_enrolling_the_same_handset_again_keeps_its_key_and_a_new_handset_gets_t
     code, _, err = cli.run("devices", "enrol", IMEIS[2], "--public-key", public_key(),
                            "--server-key", "9")
     assert code == 1 and "no server key with id 9" in err
+    code, _, err = cli.run("devices", "enrol", IMEIS[2], "--public-key", public_key(),
+                           "--server-key", "0")
+    assert code == 1 and "--server-key: server key ids are 1..65535" in err
+    assert IMEIS[2] not in cli.pins()
 
 
 def test_rotate_queues_rotate_key_for_every_enrolled_device_and_show_counts_them(
@@ -179,3 +183,12 @@ def test_show_without_a_database_prints_the_index_and_says_so(offline: Cli) -> N
     shown = json.loads(out)
     assert shown["active_key_id"] == 1 and shown["devices_per_key"] is None
     assert "devices per key: database not configured" in err
+
+
+def test_enrol_without_a_key_store_here_records_no_server_key(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cli = Cli(capsys, tmp_path / "state", migrated_database("keys"))
+    cli.ok("devices", "add", "--imei", IMEIS[0], "--phone", "07700900100")
+    out = cli.ok("devices", "enrol", IMEIS[0], "--public-key", public_key())
+    assert "server key not recorded" in out
+    assert cli.pins() == {}
