@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, insert, literal, select, text
+from sqlalchemy import Connection, Select, Text, insert, literal, select, text
 
 from blobstore.lifecycle import Transition, record_events_txn
 from blobstore.schema import command_events, commands, group_members, groups
@@ -113,18 +113,23 @@ def insert_group_commands_txn(conn: Connection, group: str, command: NewCommand)
     The fan-out runs inside the database (INSERT ... SELECT), so a million
     members cost no more memory here than ten.
     """
+    members = (select(group_members.c.device_id)
+               .join(groups, groups.c.id == group_members.c.group_id)
+               .where(groups.c.name == group))
+    return insert_fanout_commands_txn(conn, members, command, details={"group": group})
+
+
+def insert_fanout_commands_txn(conn: Connection, device_ids: Select[Any], command: NewCommand,
+                               *, details: Mapping[str, Any]) -> int:
+    """Queue ``command`` for every device id ``device_ids`` selects (its only column), with
+    their ``create`` events carrying ``details``, in one statement; return how many."""
     values = _values(command)
-    source = (
-        select(
-            group_members.c.device_id,
-            literal(values["opcode"]),
-            literal(values["arguments"], commands.c.arguments.type),
-            literal(values["priority"]),
-            literal(values["requested_by"]),
-            literal(values["not_after"], commands.c.not_after.type),
-        )
-        .join(groups, groups.c.id == group_members.c.group_id)
-        .where(groups.c.name == group)
+    source = device_ids.add_columns(
+        literal(values["opcode"]),
+        literal(values["arguments"], commands.c.arguments.type),
+        literal(values["priority"]),
+        literal(values["requested_by"]),
+        literal(values["not_after"], commands.c.not_after.type),
     )
     created = insert(commands).from_select(
         ["device_id", "opcode", "arguments", "priority", "requested_by", "not_after"], source
@@ -134,7 +139,7 @@ def insert_group_commands_txn(conn: Connection, group: str, command: NewCommand)
         ["command_id", "device_id", "from_state", "to_state", "event", "actor", "details"],
         select(created.c.id, created.c.device_id, literal(None, Text()), literal("queued"),
                literal("create"), literal(command.requested_by),
-               literal({"group": group}, command_events.c.details.type)))
+               literal(dict(details), command_events.c.details.type)))
     return int(conn.execute(events).rowcount)
 
 

@@ -44,6 +44,7 @@ from blobstore.groups import (
     remove_members_txn,
 )
 from blobstore.identity import luhn_check_digit
+from blobstore.server_keys import pin_device_txn
 from mepl.fleet import SimulatedDevice, SimulatedFleet, make_device
 from mepl.service import MeplService
 from mepl.settings import Settings, load_settings
@@ -99,6 +100,8 @@ def enrol_txn(conn: Connection, fleet: Sequence[SimulatedDevice]) -> int:
                                 source="demo:reprovision")
         set_device_key_txn(conn, record.id, device.handset.device_key.key_id,
                            device.public_key)
+        # A fresh handset, provisioned with every key of the store: the newest is active.
+        pin_device_txn(conn, record.id, max(device.handset.trusted_keys), replace=True)
         set_device_state_txn(conn, record.id, "provisioned")
         ids.append(record.id)
     try:

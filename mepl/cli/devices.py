@@ -33,9 +33,21 @@ from blobstore.groups import add_members_txn, ensure_group_txn
 from blobstore.identity import IdentityError, parse_imei, parse_imsi, parse_msisdn
 from blobstore.importer import ImportFormatError, import_csv
 from blobstore.schema import DEVICE_STATES
-from mepl.cli.common import GeneralConfig, add_config_options, fail
+from blobstore.server_keys import pin_device_txn
+from mepl.cli.common import (
+    GeneralConfig,
+    add_config_options,
+    config_error,
+    fail,
+    general_config,
+    load_raw_config,
+)
 from mepl.cli.db import cli_actor, run_with_database
+from mepl.cli.keys import signing_config
+from mepl.config import ConfigError
+from signing.errors import SigningError
 from signing.keys import device_key_id
+from signing.keystore import ServerKeyStore
 
 
 def _bad(message: str) -> int:
@@ -179,24 +191,54 @@ def _enrol(args: argparse.Namespace) -> int:
     if len(raw) != 32:
         return _bad(f"--public-key: an Ed25519 public key has 32 octets, got {len(raw)}")
     key_id = device_key_id(raw)
+    if args.server_key is not None and not 1 <= args.server_key <= 0xFFFF:
+        return _bad("--server-key: server key ids are 1..65535")
+    try:
+        server_key = _enrolment_server_key(args)
+    except ConfigError as exc:
+        return config_error(exc)
+    except SigningError as exc:
+        return _bad(f"server key: {exc}")
 
     def body(database: Database, general: GeneralConfig) -> int:
+        pinned: int | None = None
         try:
             with database.engine.begin() as conn:
                 record = find_device_txn(conn, args.identifier, general.default_region)
                 set_device_key_txn(conn, record.id, key_id, raw)
+                if server_key is not None:
+                    # A new handset (key) was provisioned with the key active now; the
+                    # same handset enrolled again keeps the key it has accepted.
+                    reprovisioned = record.public_key is None or record.public_key != raw
+                    pinned = pin_device_txn(conn, record.id, server_key, replace=(
+                        reprovisioned or args.server_key is not None))
                 if record.state == "unprovisioned":
                     set_device_state_txn(conn, record.id, "provisioned")
                 _audit(conn, "device.enrol", record.imei,
-                       {"key_id": key_id, "public_key": raw.hex()})
+                       {"key_id": key_id, "public_key": raw.hex(), "server_key_id": pinned})
                 record = get_device_txn(conn, record.id)
         except (IdentityError, StoreError, ValueError) as exc:
             return _bad(str(exc))
-        print(f"enrolled device {record.imei}: device key {key_id}")
+        server = (f"server key {pinned}" if pinned is not None else
+                  "server key not recorded (no key store here: it is set when first sent to)")
+        print(f"enrolled device {record.imei}: device key {key_id}, {server}")
         _print_device(record)
         return 0
 
     return run_with_database(args, body)
+
+
+def _enrolment_server_key(args: argparse.Namespace) -> int | None:
+    """The server key to record for an enrolled device: ``--server-key`` (checked against
+    the key store when there is one), else the store's active key (the newest in the
+    provisioning bundles it exports); None when there is no key store here."""
+    raw = load_raw_config(args)
+    store = ServerKeyStore(signing_config(raw).keys_path(general_config(raw).state_dir))
+    wanted: int | None = args.server_key
+    if not store.exists():
+        return wanted
+    index = store.load()
+    return index.active_key_id if wanted is None else index.key(wanted).key_id
 
 
 def _audit(conn: Connection, action: str, target: str, details: dict[str, Any]) -> None:
@@ -272,10 +314,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "enrol", help="register the device's public key (from `mepl handset init`)",
         description="Register the device's Ed25519 public key, so its signed replies and "
                     "alerts verify; an unprovisioned device becomes provisioned.  A new key "
-                    "starts a new reply/alert counter space.")
+                    "starts a new reply/alert counter space.  The server key the device was "
+                    "provisioned with (the active one; --server-key to say otherwise) is "
+                    "recorded: commands to it are signed with that key until it "
+                    "acknowledges a rotation.  Enrolling the same device key again keeps "
+                    "the server key on record.")
     enrol.add_argument("identifier", help="IMEI, IMSI or phone number, however written")
     enrol.add_argument("--public-key", required=True, metavar="HEX",
                        help="the device's 32-octet Ed25519 public key in hex")
+    enrol.add_argument("--server-key", type=int, metavar="ID",
+                       help="the newest server key in the bundle the handset was provisioned "
+                            "with, if that was before the last `mepl keys rotate` "
+                            "(default: the active key)")
     enrol.set_defaults(func=_enrol)
 
     for sub in (add, show, lst, upd, imp, enrol):

@@ -1,8 +1,10 @@
 """``mepl keys``: the deployment's CA and command-signing keys, bundles, test sealing.
 
 ``init`` creates ``<state_dir>/keys/`` (CA unless given, signing key 1 and its
-certificate); ``rotate`` adds the next key and makes it active (old keys stay
-for the overlap); ``show`` prints the public index; ``export-provisioning``
+certificate); ``rotate`` adds the next key, makes it active (old keys stay
+for the overlap) and queues ``rotate_key`` for every enrolled device
+(:mod:`mepl.app.keys`); ``show`` prints the public index and, with a
+database, how many devices are on each key; ``export-provisioning``
 prints a device's bundle as JSON or a QR string; ``seal`` signs a command
 frame under the ``--counter`` it is given (for testing and test vectors only:
 the MEPL seals in its dispatcher, with counters allocated in its database);
@@ -29,7 +31,19 @@ from typing import Any, cast
 
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 
-from mepl.cli.common import add_config_options, config_error, fail, general_config, load_raw_config
+from blobstore.config import DatabaseConfig
+from blobstore.database import Database
+from blobstore.server_keys import key_counts_txn, unpinned_count_txn
+from mepl.app.keys import DEFAULT_ROTATION_VALIDITY, Rotation, rotate_server_key
+from mepl.cli.common import (
+    GeneralConfig,
+    add_config_options,
+    config_error,
+    fail,
+    general_config,
+    load_raw_config,
+)
+from mepl.cli.db import cli_actor, run_with_database
 from mepl.config import ConfigError, build
 from signing.commands import Command, Opcode, make_command, opcode_from_name, rotate_key_command
 from signing.config import SigningConfig
@@ -107,10 +121,27 @@ def register(subparsers: Any) -> None:
                       help="a server number devices accept commands from (repeatable)")
     init.set_defaults(func=_init)
 
-    rotate = sub.add_parser("rotate", help="create the next signing key and make it active")
+    rotate = sub.add_parser(
+        "rotate", help="create the next signing key and announce it to every enrolled device",
+        description=ROTATE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rotate.add_argument("--no-queue", action="store_true",
+                        help="only create the key (no database needed): no device is told, "
+                             "each stays on the key on record for it; a device with none "
+                             "would be sent the new key (check devices_unpinned is 0 in "
+                             "`mepl keys show` first)")
+    rotate.add_argument("--valid-days", type=positive_days, metavar="DAYS",
+                        default=DEFAULT_ROTATION_VALIDITY.days,
+                        help="validity of the rotate_key commands, so handsets out of "
+                             "coverage get them when they return "
+                             f"(default: {DEFAULT_ROTATION_VALIDITY.days})")
     rotate.set_defaults(func=_rotate)
 
-    show = sub.add_parser("show", help="print the public key index as JSON")
+    show = sub.add_parser(
+        "show", help="print the public key index as JSON, with the devices on each key",
+        description="Print the key index (server id, active key, every key's public half, "
+                    "trusted numbers) as JSON.  With a database configured it adds "
+                    "devices_per_key (how many devices have accepted each key) and "
+                    "devices_unpinned (enrolled devices with no key on record).")
     show.set_defaults(func=_show)
 
     export = sub.add_parser("export-provisioning", help="print a device's provisioning bundle")
@@ -158,6 +189,29 @@ def register(subparsers: Any) -> None:
         add_passphrase_option(parser)
 
 
+ROTATE_DESCRIPTION = """\
+Create the next server signing key, make it active, and queue one rotate_key
+command (security priority) for every device that has a public key and is
+not retired.  Each is sealed with the key that device has accepted, so every
+handset can verify it; the handset's signed ok reply moves the device to
+the new key, and until then it keeps getting frames under its old key.
+Devices with no key on record are first pinned to the key active until now.
+`mepl keys show` counts the devices on each key while the fleet moves.
+Needs the database (like `mepl devices`) unless --no-queue is given.
+"""
+
+
+def positive_days(text: str) -> int:
+    """An argparse type for a whole number of days, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if not 1 <= value <= 365:
+        raise argparse.ArgumentTypeError("must be between 1 and 365 days")
+    return value
+
+
 def signing_config(raw: dict[str, Any]) -> SigningConfig:
     """Build the ``[signing]`` section."""
     return build(SigningConfig, raw.get("signing", {}), "signing")
@@ -198,23 +252,67 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database_configured(args: argparse.Namespace) -> bool:
+    """A database URL is set, or the embedded database exists in the state directory."""
+    raw = load_raw_config(args)
+    url = build(DatabaseConfig, raw.get("database", {}), "database").url
+    return url is not None or (general_config(raw).state_dir / "pg").exists()
+
+
 @_guard
 def _rotate(args: argparse.Namespace) -> int:
-    key = _store(args).rotate(now=datetime.now(UTC), passphrase=_passphrase(args))
-    print(key.key_id)
-    return 0
+    store = _store(args)
+    passphrase = _passphrase(args)
+    validity = timedelta(days=args.valid_days)
+
+    def rotate(database: Database | None) -> int:
+        rotation: Rotation = rotate_server_key(
+            None if database is None else database.engine, store, passphrase=passphrase,
+            now=datetime.now(UTC), actor=cli_actor(), validity=validity)
+        print(json.dumps(rotation.to_json()))
+        return 0
+
+    if args.no_queue:
+        return rotate(None)
+    if not _database_configured(args):
+        return fail("no database is configured ([database] url, $MEPL_DATABASE_URL, "
+                    "--database-url, or an embedded one in the state directory), so no "
+                    "device could be told of a new key; give --no-queue to only create it")
+    return run_with_database(args, lambda database, general: rotate(database))
 
 
 @_guard
 def _show(args: argparse.Namespace) -> int:
     index = _store(args).load()
-    print(json.dumps({
+    shown: dict[str, Any] = {
         "server_id": index.server_id.hex(),
         "active_key_id": index.active_key_id,
         "keys": [{"key_id": k.key_id, "public_key": k.raw.hex()} for k in index.keys],
         "trusted_numbers": list(index.trusted_numbers),
-    }, indent=2))
-    return 0
+        "devices_per_key": None,
+        "devices_unpinned": None,
+    }
+    if not _database_configured(args):
+        print(json.dumps(shown, indent=2))
+        print("mepl: devices per key: database not configured", file=sys.stderr)
+        return 0
+    printed = False
+
+    def body(database: Database, general: GeneralConfig) -> int:
+        nonlocal printed
+        with database.engine.connect() as conn:
+            counts = key_counts_txn(conn)
+            shown["devices_unpinned"] = unpinned_count_txn(conn)
+        shown["devices_per_key"] = {str(k): n for k, n in sorted(counts.items())}
+        print(json.dumps(shown, indent=2))
+        printed = True
+        return 0
+
+    status = run_with_database(args, body)
+    if not printed:
+        print(json.dumps(shown, indent=2))
+        print("mepl: devices per key: database unavailable (see above)", file=sys.stderr)
+    return status
 
 
 @_guard

@@ -33,9 +33,11 @@ from sms_gateway.addresses import mask_msisdn
 DESCRIPTION = """\
 Run the main event-processing loop: bind to every configured SMSC link
 ([smpp.links.NAME]), listen for gateway callbacks ([http] with
-[http.gateways.NAME]), and dispatch queued commands signed with the active
-server key from STATE_DIR/keys (`mepl keys init` creates it; an encrypted key
-takes its passphrase from $MEPL_KEY_PASSPHRASE or signing.passphrase_file).
+[http.gateways.NAME]), and dispatch queued commands, each signed with the
+server key its device has accepted, from STATE_DIR/keys (`mepl keys init`
+creates it; an encrypted key takes its passphrase from $MEPL_KEY_PASSPHRASE or
+signing.passphrase_file; a key added by `mepl keys rotate` meanwhile is loaded
+with the same passphrase, without a restart).
 The schema must be current (`mepl db upgrade`).  Refused before anything
 starts: no dispatch.server_number, or one the devices do not trust (it must
 be one of the key index's trusted numbers, `mepl keys init --trusted-number`),
