@@ -148,12 +148,28 @@ def _plausible_mcc(mcc: str) -> bool:
     return mcc == "001" or mcc[0] in "23456789"
 
 
+def _national(digits: str, region: str) -> str | None:
+    """``digits`` read in ``region`` (its trunk or international prefix included), if valid."""
+    try:
+        number = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 def parse_msisdn(raw: str, default_region: str | None = None) -> str:
     """Return ``raw`` as an E.164 phone number (``+447700900123``).
 
-    Accepted: international form with ``+`` or ``00``, international form
-    without ``+`` (``447700900123``, as SMSCs send it), and national form
-    (``07700900123``) when ``default_region`` (ISO 3166, e.g. ``GB``) is given.
+    Accepted: international form with ``+`` or ``00``, national form
+    (``07700900123``, ``(202) 555-0123``) when ``default_region`` (ISO 3166,
+    e.g. ``GB``) is given, and international form without ``+``
+    (``447700900123``, as SMSCs send it).  With a region, bare digits are read
+    as a national number of that region first (or after its international
+    prefix, ``011`` in the US), and as international only when that reading
+    is not a valid number: ``(202) 555-0123`` in the US is +1 202..., never
+    Egypt's +20 2....
     """
     text = raw.strip()
     if not text:
@@ -170,10 +186,13 @@ def parse_msisdn(raw: str, default_region: str | None = None) -> str:
                     "country code or set a default region"
                 )
             candidates.append(compact)
+        elif default_region is not None:
+            national = _national(compact, default_region)
+            if national is not None:
+                return national
+            candidates.append("+" + compact)
         else:
             candidates.append("+" + compact)
-            if default_region is not None:
-                candidates.append(compact)
     else:
         candidates.append(text)
     for candidate in candidates:

@@ -125,3 +125,17 @@ def test_garbage_lookup_is_refused() -> None:
 def test_mask_keeps_prefix_and_last_two() -> None:
     assert mask_msisdn("+447700900123") == "+44********23"
     assert mask_msisdn(None) == "-"
+
+
+@pytest.mark.parametrize(("raw", "region", "expected"), [
+    ("(202) 555-0123", "US", "+12025550123"),
+    ("202-555-0123", "US", "+12025550123"),
+    ("011 44 7700 900123", "US", "+447700900123"),
+    ("07700 900123", "GB", "+447700900123"),
+    ("447700900123", "GB", "+447700900123"),
+    ("030 123456", "DE", "+4930123456"),
+    ("01 23 45 67 89", "FR", "+33123456789"),
+])
+def test_a_national_number_is_read_in_the_configured_region_first(
+        raw: str, region: str, expected: str) -> None:
+    assert parse_msisdn(raw, region) == expected
