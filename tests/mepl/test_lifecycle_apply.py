@@ -209,3 +209,30 @@ class KeyChangeTests(SynchronousTestCase):
         self.assertEqual(w.scalar("SELECT count(*) FROM messages WHERE meta ? 'assembled'"), 0)
         self.assertEqual(w.scalar("SELECT count(*) FROM inbound_queue"), 2)
         self.assertEqual(w.scalar("SELECT state FROM commands"), "queued")
+
+
+class LeaseTests(SynchronousTestCase):
+    def test_a_worker_whose_lease_was_taken_over_applies_nothing(self) -> None:
+        w = World.create()
+        self.addCleanup(w.engine.dispose)
+        device_id, _ = w.enrol(IMEI, NUMBER)
+        command_id = w.queue(device_id)
+        (ready,) = w.claim()
+        w.run(record_submitted_txn, ready, link="l1", channel="smpp", message_ids=["m-9"],
+              now=w.now)
+        row = w.run(store_inbound_txn, receipt_row(DeliveryReceipt(
+            channel=Channel.SMPP, link="l1", message_id="m-9",
+            status=DeliveryStatus.DELIVERED, received_at=w.now)), "dlr")
+        lease = timedelta(seconds=60)
+        (slow,) = w.run(claim_entries_txn, worker="slow", now=w.now, lease=lease, limit=5)
+        later = w.now + timedelta(seconds=61)  # the slow worker stalls past its lease
+        (fast,) = w.run(claim_entries_txn, worker="fast", now=later, lease=lease, limit=5)
+        self.assertEqual(slow.id, fast.id)
+        facts = ReceiptFacts(row, "l1", "m-9", "delivered", True, True)
+        done = w.run(apply_receipt_txn, entry_id=fast.id, worker="fast", receipt=facts,
+                     now=later, retry_at=None)
+        late = w.run(apply_receipt_txn, entry_id=slow.id, worker="slow", receipt=facts,
+                     now=later, retry_at=None)
+        self.assertEqual((done.outcome, late.outcome), ("applied", "lost"))
+        self.assertEqual(w.scalar("SELECT count(*) FROM command_events WHERE command_id = :i "
+                                  "AND event = 'delivered'", i=command_id), 1)
