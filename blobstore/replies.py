@@ -10,6 +10,7 @@ can never both accept the same alert.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,9 +78,10 @@ def accept_device_counter_txn(conn: Connection, device_id: int, counter: int) ->
     return True
 
 
-def link_message_txn(conn: Connection, message_id: int, *, device_id: int | None = None,
-                     command_id: int | None = None, error: str | None = None) -> None:
-    """Attach what was learnt about a stored inbound message (never its bytes)."""
+def link_messages_txn(conn: Connection, message_ids: Sequence[int], *,
+                      device_id: int | None = None, command_id: int | None = None,
+                      error: str | None = None) -> None:
+    """Attach what was learnt about stored inbound messages (never their bytes)."""
     values: dict[str, Any] = {}
     if device_id is not None:
         values["device_id"] = device_id
@@ -87,5 +89,6 @@ def link_message_txn(conn: Connection, message_id: int, *, device_id: int | None
         values["command_id"] = command_id
     if error is not None:
         values["error"] = error
-    if values:
-        conn.execute(update(messages).where(messages.c.id == message_id).values(values))
+    if values and message_ids:
+        conn.execute(update(messages).where(messages.c.id.in_(list(message_ids)))
+                     .values(values))

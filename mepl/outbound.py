@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from blobstore.pool import Clock, DelayedCall, InteractionRunner
+from blobstore.pool import Clock, InteractionRunner
 from mepl.runtime.outbound_txn import (
     Housekeeping,
     ReadyCommand,
@@ -28,6 +28,7 @@ from mepl.runtime.outbound_txn import (
     record_submit_failure_txn,
     record_submitted_txn,
 )
+from mepl.runtime.rounds import Rounds
 from mepl.settings import DispatchConfig
 from signing.transport import DEVICE_PORT, SERVER_PORT
 from sms_gateway.addresses import mask_msisdn
@@ -75,9 +76,9 @@ class Dispatcher:
         self._worker = worker
         self._channel_of = channel_of or (lambda link: "smpp")
         self._ready = ready or (lambda: True)
-        self._timer: DelayedCall | None = None
-        self._running: Deferred[None] | None = None
-        self._stopping = False
+        self._rounds = Rounds(clock, self.run_once, idle_s=config.poll_interval_s,
+                              busy=lambda claimed: claimed >= config.claim_batch,
+                              name="dispatch")
         self._next_housekeeping = 0.0
         self.stats = DispatchStats()
 
@@ -86,39 +87,11 @@ class Dispatcher:
 
     def start(self) -> None:
         """Begin polling."""
-        self._stopping = False
-        self._schedule(0)
+        self._rounds.start()
 
     def stop(self) -> Deferred[None]:
         """Stop polling; fires once the round in progress (if any) has finished."""
-        self._stopping = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        running = self._running
-        if running is None:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        running.addBoth(lambda _: waiter.callback(None))
-        return waiter
-
-    def _schedule(self, delay: float) -> None:
-        if not self._stopping:
-            self._timer = self._clock.callLater(delay, self._tick)
-
-    def _tick(self) -> None:
-        self._timer = None
-        self._running = self.run_once()
-
-        def again(result: Any) -> None:
-            self._running = None
-            if isinstance(result, Failure):
-                log.failure("dispatch round failed", result)
-                result = 0
-            full = result >= self._config.claim_batch
-            self._schedule(0 if full else self._config.poll_interval_s)
-
-        self._running.addBoth(again)
+        return self._rounds.stop()
 
     @inlineCallbacks
     def run_once(self) -> Any:

@@ -33,7 +33,7 @@ from blobstore.inbound_queue import (
 from blobstore.lifecycle import transition_txn
 from blobstore.messages import NewMessage, insert_message_txn, merge_meta
 from blobstore.parts import mark_assembled_txn
-from blobstore.replies import accept_device_counter_txn
+from blobstore.replies import accept_device_counter_txn, link_messages_txn
 from blobstore.schema import commands, devices, inbound_queue, messages
 from blobstore.security_events import record_security_event_txn
 from blobstore.server_keys import accept_key_txn
@@ -88,15 +88,7 @@ def expand_callback_txn(conn: Connection, *, entry_id: int, worker: str,
 def _close(conn: Connection, entry_id: int, part_ids: Sequence[int], *,
            error: str | None = None, device_id: int | None = None,
            command_id: int | None = None) -> None:
-    values: dict[str, Any] = {}
-    if device_id is not None:
-        values["device_id"] = device_id
-    if command_id is not None:
-        values["command_id"] = command_id
-    if error is not None:
-        values["error"] = error
-    if values and part_ids:
-        conn.execute(update(messages).where(messages.c.id.in_(list(part_ids))).values(values))
+    link_messages_txn(conn, part_ids, error=error, device_id=device_id, command_id=command_id)
     finish_txn(conn, entry_id)
 
 

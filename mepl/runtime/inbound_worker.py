@@ -24,9 +24,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from blobstore.devices import device_by_imei_txn
 from blobstore.inbound_queue import (
@@ -37,7 +36,7 @@ from blobstore.inbound_queue import (
 )
 from blobstore.messages import NewMessage
 from blobstore.parts import Collected, collect_parts_txn
-from blobstore.pool import Clock, DelayedCall, InteractionRunner
+from blobstore.pool import Clock, InteractionRunner
 from blobstore.replies import reply_context_txn
 from mepl.core.policy import decide_alert
 from mepl.runtime.inbound_txn import (
@@ -50,6 +49,7 @@ from mepl.runtime.inbound_txn import (
     finish_part_txn,
     reject_txn,
 )
+from mepl.runtime.rounds import Rounds
 from mepl.settings import DispatchConfig
 from signing.errors import FrameRejected, Reason
 from signing.frames import open_alert, open_reply, peek_alert, peek_reply
@@ -111,10 +111,9 @@ class InboundWorker:
         self.reparse = reparse
         self._policy_ttl = policy_ttl
         self._on_event = on_event or (lambda kind, data: None)
-        self._timer: DelayedCall | None = None
-        self._running: Deferred[Any] | None = None
-        self._again = False
-        self._stopping = True
+        self._rounds = Rounds(clock, self.run_once, idle_s=config.poll_interval_s,
+                              busy=lambda claimed: claimed >= config.inbound_batch,
+                              name="inbound")
         self.counts: Counter[str] = Counter()
 
     def _now(self) -> datetime:
@@ -123,49 +122,15 @@ class InboundWorker:
     # ------------------------------------------------------------ scheduling
     def start(self) -> None:
         """Begin claiming (now, then every poll interval and whenever woken)."""
-        self._stopping = False
-        self.wake()
+        self._rounds.start()
 
     def stop(self) -> Deferred[None]:
         """Stop; fires once the batch in progress is finished."""
-        self._stopping = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        if self._running is None:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._running.addBoth(lambda _: waiter.callback(None))
-        return waiter
+        return self._rounds.stop()
 
     def wake(self) -> None:
         """Something was queued: claim as soon as the current batch is done."""
-        if self._stopping:
-            return
-        if self._running is not None:
-            self._again = True
-            return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = self._clock.callLater(0, self._tick)
-
-    def _tick(self) -> None:
-        self._timer = None
-        self._again = False
-        self._running = self.run_once()
-
-        def next_round(result: Any) -> None:
-            self._running = None
-            if isinstance(result, Failure):
-                log.failure("inbound round failed", result)
-                result = 0
-            if self._stopping:
-                return
-            busy = self._again or result >= self._config.inbound_batch
-            self._timer = self._clock.callLater(
-                0 if busy else self._config.poll_interval_s, self._tick)
-
-        self._running.addBoth(next_round)
+        self._rounds.wake()
 
     # ------------------------------------------------------------ one round
     @inlineCallbacks

@@ -1,0 +1,83 @@
+"""A loop of rounds on an injected clock: the shape of the dispatcher and the inbound worker.
+
+One round runs at a time.  When a round ends the next is scheduled at once
+if it was busy (``busy(result)``) or someone called :meth:`Rounds.wake`
+meanwhile, otherwise after ``idle_s``.  A failed round is logged and counts
+as idle; the loop goes on.  :meth:`Rounds.stop` fires once the round in
+progress has finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from blobstore.pool import Clock, DelayedCall
+
+log = Logger()
+
+
+class Rounds:
+    """Runs ``run_once`` again and again until stopped."""
+
+    def __init__(self, clock: Clock, run_once: Callable[[], Deferred[Any]], *,
+                 idle_s: float, busy: Callable[[Any], bool], name: str) -> None:
+        self._clock = clock
+        self._run_once = run_once
+        self._idle_s = idle_s
+        self._busy = busy
+        self._name = name
+        self._timer: DelayedCall | None = None
+        self._running: Deferred[Any] | None = None
+        self._again = False
+        self._stopping = True
+
+    def start(self) -> None:
+        """Run the first round now."""
+        self._stopping = False
+        self.wake()
+
+    def wake(self) -> None:
+        """Run a round as soon as the current one (if any) has finished."""
+        if self._stopping:
+            return
+        if self._running is not None:
+            self._again = True
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self._clock.callLater(0, self._tick)
+
+    def stop(self) -> Deferred[None]:
+        """No more rounds; fires once the round in progress (if any) has finished."""
+        self._stopping = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._running is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._running.addBoth(lambda _: waiter.callback(None))
+        return waiter
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._again = False
+        self._running = self._run_once()
+
+        def next_round(result: Any) -> None:
+            self._running = None
+            busy = False
+            if isinstance(result, Failure):
+                log.failure("{name} round failed", result, name=self._name)
+            else:
+                busy = self._busy(result)
+            if not self._stopping:
+                delay = 0 if busy or self._again else self._idle_s
+                self._timer = self._clock.callLater(delay, self._tick)
+
+        self._running.addBoth(next_round)

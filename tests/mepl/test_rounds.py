@@ -1,0 +1,76 @@
+"""The round loop shared by the dispatcher and the inbound worker, on a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from mepl.runtime.rounds import Rounds
+
+
+class RoundsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.results: list[Any] = []
+        self.calls = 0
+        self.pending: Deferred[Any] | None = None
+
+    def run_once(self) -> Deferred[Any]:
+        self.calls += 1
+        if self.pending is not None:
+            return self.pending
+        outcome = self.results.pop(0) if self.results else 0
+        return fail(outcome) if isinstance(outcome, Exception) else succeed(outcome)
+
+    def rounds(self) -> Rounds:
+        return Rounds(self.clock, self.run_once, idle_s=5, busy=lambda n: n >= 10, name="t")
+
+    def test_a_busy_round_is_followed_at_once_and_an_idle_one_after_the_idle_delay(
+            self) -> None:
+        self.results = [10, 3]
+        loop = self.rounds()
+        loop.start()
+        self.clock.advance(0)
+        self.assertEqual(self.calls, 2)  # the first was busy: the second ran at once
+        self.clock.advance(4.9)
+        self.assertEqual(self.calls, 2)
+        self.clock.advance(0.1)
+        self.assertEqual(self.calls, 3)
+        self.successResultOf(loop.stop())
+
+    def test_a_wake_during_a_round_runs_another_as_soon_as_it_ends(self) -> None:
+        loop = self.rounds()
+        self.pending = Deferred()
+        loop.start()
+        self.clock.advance(0)
+        loop.wake()
+        running, self.pending = self.pending, None
+        running.callback(0)
+        self.clock.advance(0)
+        self.assertEqual(self.calls, 2)
+        self.successResultOf(loop.stop())
+
+    def test_a_failed_round_is_logged_and_the_loop_goes_on(self) -> None:
+        self.results = [RuntimeError("boom"), 0]
+        loop = self.rounds()
+        loop.start()
+        self.clock.advance(0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.advance(5)
+        self.assertEqual(self.calls, 2)
+        self.successResultOf(loop.stop())
+
+    def test_stop_waits_for_the_round_in_progress_and_nothing_runs_after(self) -> None:
+        loop = self.rounds()
+        self.pending = Deferred()
+        loop.start()
+        self.clock.advance(0)
+        stopped = loop.stop()
+        self.assertNoResult(stopped)
+        self.pending.callback(0)
+        self.successResultOf(stopped)
+        self.clock.advance(60)
+        self.assertEqual(self.calls, 1)
