@@ -16,7 +16,7 @@ Deferred fails with :class:`~blobstore.errors.StoreUnavailableError`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
@@ -32,6 +32,8 @@ from blobstore.pool import Clock, DelayedCall, InteractionRunner
 log = Logger()
 
 Outcome = int | Exception
+AfterInsert = Callable[[Connection, Sequence[NewMessage], Sequence[Outcome]], None]
+"""Work done in the batch's own transaction once its rows are inserted (e.g. queue them)."""
 
 
 def insert_batch_txn(conn: Connection, batch: Sequence[NewMessage]) -> list[Outcome]:
@@ -63,6 +65,15 @@ def insert_each_txn(conn: Connection, batch: Sequence[NewMessage]) -> list[Outco
     return outcomes
 
 
+def _then_txn(conn: Connection, batch: Sequence[NewMessage],
+              insert: Callable[[Connection, Sequence[NewMessage]], list[Outcome]],
+              after: AfterInsert | None) -> list[Outcome]:
+    outcomes = insert(conn, batch)
+    if after is not None:
+        after(conn, batch, outcomes)
+    return outcomes
+
+
 class MessageBatcher:
     """Collects :class:`NewMessage` rows and writes them in batches through ``runner``.
 
@@ -71,11 +82,13 @@ class MessageBatcher:
     written at once (more rows wait and form the next batch).  Beyond
     ``max_backlog`` waiting rows, :meth:`add` fails at once with
     :class:`StoreUnavailableError` instead of growing memory without bound.
+    ``after_insert`` (optional) runs in each batch's transaction once its rows
+    are inserted, so what it writes commits with them or not at all.
     """
 
     def __init__(self, runner: InteractionRunner, clock: Clock, *,
                  max_rows: int = 500, max_delay_s: float = 0.005, max_in_flight: int = 2,
-                 max_backlog: int = 50_000) -> None:
+                 max_backlog: int = 50_000, after_insert: AfterInsert | None = None) -> None:
         if max_rows < 1 or max_in_flight < 1:
             raise ValueError("max_rows and max_in_flight must be at least 1")
         self._runner = runner
@@ -84,6 +97,7 @@ class MessageBatcher:
         self._max_delay_s = max_delay_s
         self._max_in_flight = max_in_flight
         self._max_backlog = max_backlog
+        self._after_insert = after_insert
         self._pending: list[tuple[NewMessage, Deferred[int]]] = []
         self._timer: DelayedCall | None = None
         self._in_flight: list[Deferred[None]] = []
@@ -148,7 +162,8 @@ class MessageBatcher:
 
     def _write(self, batch: list[tuple[NewMessage, Deferred[int]]]) -> None:
         rows = [m for m, _ in batch]
-        d = self._runner.run_interaction("insert_messages", insert_batch_txn, rows)
+        d = self._runner.run_interaction("insert_messages", _then_txn, rows, insert_batch_txn,
+                                         self._after_insert)
         d.addErrback(self._fallback, rows)
         finished: Deferred[None] = d.addCallbacks(
             self._deliver, self._fail_all, callbackArgs=(batch,), errbackArgs=(batch,)
@@ -163,7 +178,8 @@ class MessageBatcher:
             return fail(failure)
         log.warn("message batch of {n} failed ({error}); writing rows one by one",
                  n=len(rows), error=failure.getErrorMessage())
-        return self._runner.run_interaction("insert_messages_each", insert_each_txn, rows)
+        return self._runner.run_interaction("insert_messages_each", _then_txn, rows,
+                                            insert_each_txn, self._after_insert)
 
     def _deliver(self, outcomes: list[Outcome],
                  batch: list[tuple[NewMessage, Deferred[int]]]) -> None:

@@ -48,11 +48,13 @@ def enqueue_txn(conn: Connection, message_id: int, kind: str, *, link: str | Non
         message_id=message_id, kind=kind, link=link, smsc_message_id=smsc_message_id))
 
 
-def enqueue_many_txn(conn: Connection, items: Sequence[tuple[int, str, str | None]]) -> None:
-    """Queue several stored messages: (message id, kind, link) each."""
+def enqueue_many_txn(conn: Connection,
+                     items: Sequence[tuple[int, str, str | None, str | None]]) -> None:
+    """Queue several stored messages: (message id, kind, link, SMSC id of a receipt) each."""
     if items:
         conn.execute(insert(inbound_queue), [
-            {"message_id": m, "kind": k, "link": link} for m, k, link in items])
+            {"message_id": m, "kind": k, "link": link, "smsc_message_id": smsc}
+            for m, k, link, smsc in items])
 
 
 def claim_entries_txn(conn: Connection, *, worker: str, now: datetime, lease: timedelta,

@@ -119,10 +119,12 @@ def bulk_transition_txn(conn: Connection, event: str, *, machine: Machine, now: 
                         order_by: Sequence[Any] = (), limit: int | None = None,
                         values: Mapping[str, Any] | None = None,
                         details: Mapping[str, Any] | None = None,
-                        returning: Sequence[Any] = ()) -> list[Any]:
+                        returning: Sequence[Any] = (),
+                        skip_locked: bool = True) -> list[Any]:
     """Apply ``event`` to every command matching ``where`` in a state it moves out of.
 
-    Rows locked by another transaction are skipped.  Returns one row per
+    Rows locked by another transaction are skipped (with ``skip_locked``
+    False: waited for, for a batch that must not miss any).  Returns one row per
     command changed, with ``id``, ``device_id``, ``from_state`` and the
     ``returning`` columns (their new values).
     """
@@ -132,7 +134,7 @@ def bulk_transition_txn(conn: Connection, event: str, *, machine: Machine, now: 
     chosen = (
         select(commands.c.id, commands.c.state.label("from_state"))
         .where(commands.c.state.in_(sorted(str(s) for s in machine.sources(event))), *where)
-        .order_by(*order_by).limit(limit).with_for_update(skip_locked=True)
+        .order_by(*order_by).limit(limit).with_for_update(skip_locked=skip_locked)
         .cte("chosen")
     )
     rows = conn.execute(

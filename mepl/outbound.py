@@ -23,10 +23,11 @@ from mepl.runtime.outbound_txn import (
     Housekeeping,
     ReadyCommand,
     Sealer,
+    SubmitFailure,
+    Submitted,
     claim_and_seal_txn,
     housekeeping_txn,
-    record_submit_failure_txn,
-    record_submitted_txn,
+    record_submits_txn,
 )
 from mepl.runtime.rounds import Rounds
 from mepl.settings import DispatchConfig
@@ -106,7 +107,7 @@ class Dispatcher:
             limit=self._config.claim_batch, key_id=self._key_id(), seal=self._seal)
         self.stats.claimed += len(ready)
         if ready:
-            yield DeferredList([self._send(command) for command in ready], consumeErrors=True)
+            yield self._send_all(ready)
         return len(ready)
 
     @inlineCallbacks
@@ -132,33 +133,37 @@ class Dispatcher:
                      released=done.released, resent=done.resent, parts=done.parts_expired)
         return done
 
-    def _send(self, command: ReadyCommand) -> Deferred[None]:
-        message = OutboundMessage(
+    def _submit(self, command: ReadyCommand) -> Deferred[SubmitResult]:
+        return self._submitter.submit(OutboundMessage(
             destination=command.msisdn, payload=command.frame, data_coding=DATA_CODING_BINARY,
             source=self._config.server_number, dest_port=DEVICE_PORT, src_port=SERVER_PORT,
-            reference=f"cmd-{command.command_id}")
-        d: Deferred[Any] = self._submitter.submit(message)
-        d.addCallbacks(self._submitted, self._submit_failed,  # type: ignore[arg-type]
-                       callbackArgs=(command,), errbackArgs=(command,))
-        return d
+            reference=f"cmd-{command.command_id}"))
 
-    def _submitted(self, result: SubmitResult, command: ReadyCommand) -> Deferred[None]:
-        self.stats.sent += 1
-        log.debug("command {command_id} sent to {to} on {link} as {ids}",
-                  command_id=command.command_id, to=mask_msisdn(command.msisdn),
-                  link=result.link, ids=",".join(result.message_ids))
-        d: Deferred[Any] = self._runner.run_interaction(
-            "record_submitted", record_submitted_txn, command, link=result.link,
-            channel=self._channel_of(result.link), message_ids=list(result.message_ids),
-            now=self._now(), actor=self._worker)
-        return d.addCallback(lambda _: None)
+    @inlineCallbacks
+    def _send_all(self, ready: list[ReadyCommand]) -> Any:
+        """Submit a claimed batch, then record every outcome in one transaction."""
+        results = yield DeferredList([self._submit(c) for c in ready], consumeErrors=True)
+        now = self._now()
+        sent: list[Submitted] = []
+        failed: list[SubmitFailure] = []
+        for command, (ok, value) in zip(ready, results, strict=True):
+            if ok:
+                self.stats.sent += 1
+                log.debug("command {command_id} sent to {to} on {link} as {ids}",
+                          command_id=command.command_id, to=mask_msisdn(command.msisdn),
+                          link=value.link, ids=",".join(value.message_ids))
+                sent.append(Submitted(command, value.link, self._channel_of(value.link),
+                                      tuple(value.message_ids)))
+            else:
+                failed.append(self._failure(value, command, now))
+        yield self._runner.run_interaction(
+            "record_submits", record_submits_txn, sent, failed, now=now, actor=self._worker)
 
-    def _submit_failed(self, failure: Failure, command: ReadyCommand) -> Deferred[None]:
+    def _failure(self, failure: Failure, command: ReadyCommand, now: datetime) -> SubmitFailure:
         exc = failure.value
         temporary = isinstance(exc, SubmitError) and exc.temporary
         reason = type(exc).__name__
         self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1
-        now = self._now()
         retry_at = None
         if temporary or not isinstance(exc, SubmitError):
             backoff = self._config.retry_delay_s * min(2 ** max(command.attempts - 1, 0), 32)
@@ -169,7 +174,4 @@ class Dispatcher:
         log.warn("command {command_id} not sent ({reason}: {error}); {what}",
                  command_id=command.command_id, reason=reason, error=str(exc),
                  what="will retry" if retry_at else "failed")
-        d: Deferred[Any] = self._runner.run_interaction(
-            "record_submit_failure", record_submit_failure_txn, command.command_id,
-            error=f"{reason}: {exc}", retry_at=retry_at, now=now, actor=self._worker)
-        return d.addCallback(lambda _: None)
+        return SubmitFailure(command.command_id, f"{reason}: {exc}", retry_at)

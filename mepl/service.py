@@ -69,7 +69,7 @@ class MeplService(MultiService):
             config=settings.dispatch, worker=worker,
             policy_ttl=timedelta(minutes=settings.signing.command_validity_minutes),
             on_event=on_event)
-        self.inbound = InboundReceiver(runner=self.pool, wake=self.worker.wake)
+        self.inbound = InboundReceiver(runner=self.pool, clock=reactor, wake=self.worker.wake)
         self.binds: dict[str, SmppBind] = build_binds(
             settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,
             on_receipt=self.inbound.on_receipt, pdu_sink=self._store_pdu)
@@ -156,6 +156,7 @@ class MeplService(MultiService):
         yield self.dispatcher.stop()
         yield self.worker.stop()
         yield super().stopService()  # type: ignore[no-untyped-call]
+        yield self.inbound.flush()
         yield self.pdu_batcher.flush()
         self.pool.stop()
         log.info("MEPL stopped")

@@ -124,36 +124,70 @@ def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: i
     return ready
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A command whose every part the SMSC or gateway accepted."""
+
+    command: ReadyCommand
+    link: str
+    channel: str
+    message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SubmitFailure:
+    """A command whose submit failed: queued again at ``retry_at``, or failed when None."""
+
+    command_id: int
+    error: str
+    retry_at: datetime | None
+
+
+def record_submits_txn(conn: Connection, sent: Sequence[Submitted],
+                       failed: Sequence[SubmitFailure], *, now: datetime,
+                       actor: str = "dispatcher") -> int:
+    """Record a batch's submit outcomes at once; returns how many commands went to ``sent``.
+
+    One ``mt`` row per part (COPY), receipts that came before their submit
+    woken, and the ``submitted`` transition for the whole batch in one
+    statement.  Rows are waited for, not skipped: a command locked by a
+    reply being applied right now gets its event once that commits (and is
+    left alone if the reply finished it).
+    """
+    insert_messages_txn(conn, [NewMessage(
+        direction="out", channel=s.channel,  # type: ignore[arg-type]
+        kind="mt", payload=s.command.frame, link=s.link, peer=s.command.msisdn,
+        device_id=s.command.device_id, command_id=s.command.command_id,
+        smsc_message_id=message_id, part_seq=seq, part_total=len(s.message_ids),
+        created_at=now)
+        for s in sent for seq, message_id in enumerate(s.message_ids, start=1)])
+    by_link: dict[str, list[str]] = {}
+    for s in sent:
+        by_link.setdefault(s.link, []).extend(s.message_ids)
+    for link, ids in by_link.items():
+        wake_receipts_txn(conn, link=link, smsc_message_ids=ids, now=now)
+    moved = 0
+    if sent:
+        moved = len(bulk_transition_txn(
+            conn, Event.SUBMITTED, machine=lifecycle, now=now, actor=actor, skip_locked=False,
+            where=(commands.c.id.in_([s.command.command_id for s in sent]),),
+            order_by=(commands.c.id,)))  # one lock order for every writer
+    for failure in failed:
+        event = Event.SUBMIT_RETRY if failure.retry_at is not None else Event.SUBMIT_FAILED
+        fields: dict[str, Any] = {"last_error": failure.error}
+        if failure.retry_at is not None:
+            fields["next_attempt_at"] = failure.retry_at
+        transition_txn(conn, failure.command_id, event, machine=lifecycle, now=now,
+                       actor=actor, details={"error": failure.error}, **fields)
+    return moved
+
+
 def record_submitted_txn(conn: Connection, command: ReadyCommand, *, link: str,
                          channel: str, message_ids: Sequence[str], now: datetime,
                          actor: str = "dispatcher") -> bool:
-    """Store one ``mt`` row per part, wake receipts that came first; sending -> sent."""
-    total = len(message_ids)
-    insert_messages_txn(conn, [NewMessage(
-        direction="out", channel=channel,  # type: ignore[arg-type]
-        kind="mt", payload=command.frame, link=link, peer=command.msisdn,
-        device_id=command.device_id, command_id=command.command_id,
-        smsc_message_id=message_id, part_seq=seq, part_total=total, created_at=now)
-        for seq, message_id in enumerate(message_ids, start=1)])
-    wake_receipts_txn(conn, link=link, smsc_message_ids=message_ids, now=now)
-    done = transition_txn(conn, command.command_id, Event.SUBMITTED, machine=lifecycle,
-                          now=now, actor=actor, details={"link": link,
-                                                         "message_ids": list(message_ids)})
-    return done is not None and done.changed
-
-
-def record_submit_failure_txn(conn: Connection, command_id: int, *, error: str,
-                              retry_at: datetime | None, now: datetime,
-                              actor: str = "dispatcher") -> str:
-    """A submit failed: back to the queue until ``retry_at``, or failed when None."""
-    if retry_at is not None:
-        transition_txn(conn, command_id, Event.SUBMIT_RETRY, machine=lifecycle, now=now,
-                       actor=actor, details={"error": error}, last_error=error,
-                       next_attempt_at=retry_at)
-        return "queued"
-    transition_txn(conn, command_id, Event.SUBMIT_FAILED, machine=lifecycle, now=now,
-                   actor=actor, details={"error": error}, last_error=error)
-    return "failed"
+    """Record one command's submit (see :func:`record_submits_txn`); True if it went to sent."""
+    return record_submits_txn(conn, [Submitted(command, link, channel, tuple(message_ids))],
+                              (), now=now, actor=actor) == 1
 
 
 @dataclass(frozen=True)

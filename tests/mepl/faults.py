@@ -12,11 +12,15 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 
+from blobstore.errors import StoreUnavailableError
 from blobstore.pool import SyncPool
 
 
-class InjectedFault(Exception):  # noqa: N818 - named for what the test sees
-    """The failure the runner injects."""
+class InjectedFault(StoreUnavailableError):  # noqa: N818 - named for what the test sees
+    """The failure the runner injects: the store unavailable, as the pool reports it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what, 1, RuntimeError("injected"))
 
 
 class FaultyRunner:

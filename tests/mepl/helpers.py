@@ -82,7 +82,8 @@ class World:
         worker = InboundWorker(runner=pool, clock=clock, server_id=SERVER_ID,
                                config=DispatchConfig(server_number=SERVER_NUMBER),
                                worker="test-worker")
-        inbound = Inbound(InboundReceiver(runner=pool, wake=lambda: None), worker)
+        receiver = InboundReceiver(runner=pool, clock=clock, wake=lambda: None, max_rows=1)
+        inbound = Inbound(receiver, worker)
         return cls(engine, pool, clock, signer, inbound)
 
     @property

@@ -52,7 +52,8 @@ class Rig:
         config = DispatchConfig(server_number=SERVER_NUMBER, retry_delay_s=5)
         self.worker = InboundWorker(runner=self.runner, clock=self.w.clock, server_id=SERVER_ID,
                                     config=config, worker="w1")
-        self.receiver = InboundReceiver(runner=self.runner, wake=lambda: None)
+        self.receiver = InboundReceiver(runner=self.runner, clock=self.w.clock,
+                                        wake=lambda: None, max_rows=1)
         gateways = HttpConfig(gateways={"hosted": HttpGatewayConfig(
             format="json", auth="hmac", secret=SECRET)})
         self.http = CallbackHandler(gateways, blobstore_callback_store(self.runner),

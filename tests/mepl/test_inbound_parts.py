@@ -28,7 +28,8 @@ class InboundPartsTests(SynchronousTestCase):
         self.addCleanup(self.w.engine.dispose)
         self.device_id, self.handset = self.w.enrol(IMEI, SENDER)
         self.other = Inbound(
-            InboundReceiver(runner=self.w.pool, wake=lambda: None),
+            InboundReceiver(runner=self.w.pool, clock=self.w.clock, wake=lambda: None,
+                            max_rows=1),
             InboundWorker(runner=self.w.pool, clock=self.w.clock, server_id=SERVER_ID,
                           config=DispatchConfig(server_number=SERVER_NUMBER),
                           worker="other-process"))

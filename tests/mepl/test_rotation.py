@@ -141,7 +141,8 @@ class RotationEndToEndTests(SynchronousTestCase):
         worker = InboundWorker(runner=base.pool, clock=base.clock,
                                server_id=self.signer.server_id, config=config, worker="w")
         self.w = World(base.engine, base.pool, base.clock, self.signer,
-                       Inbound(InboundReceiver(runner=base.pool, wake=lambda: None), worker))
+                       Inbound(InboundReceiver(runner=base.pool, clock=base.clock,
+                                               wake=lambda: None, max_rows=1), worker))
         self.submitter = AlwaysSent()
         self.config = config
         self.dispatcher = Dispatcher(
