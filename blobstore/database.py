@@ -66,7 +66,9 @@ def create_store_engine(url: str, config: DatabaseConfig) -> Engine:
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
         pool_timeout=config.pool_timeout_s,
-        pool_pre_ping=True,
+        # No pre-ping: it doubled the transactions.  A connection the server
+        # dropped fails its first statement, which run_transaction retries.
+        pool_pre_ping=False,
         connect_args={
             "options": options,
             "application_name": config.application_name,
