@@ -68,7 +68,7 @@ class MeplService(MultiService):
             runner=self.pool, clock=reactor, server_id=signer.server_id,
             config=settings.dispatch, worker=worker,
             policy_ttl=timedelta(minutes=settings.signing.command_validity_minutes),
-            on_event=on_event)
+            on_event=on_event, group=True)
         self.inbound = InboundReceiver(runner=self.pool, clock=reactor, wake=self.worker.wake)
         self.binds: dict[str, SmppBind] = build_binds(
             settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.logger import Logger
 
 from blobstore.devices import device_by_imei_txn
+from blobstore.grouping import GroupingRunner
 from blobstore.inbound_queue import (
     QueueEntry,
     claim_entries_txn,
@@ -102,8 +103,13 @@ class InboundWorker:
     def __init__(self, *, runner: InteractionRunner, clock: Clock, server_id: bytes,
                  config: DispatchConfig, worker: str, reparse: Reparse | None = None,
                  policy_ttl: timedelta = timedelta(days=1),
-                 on_event: EventSink | None = None) -> None:
-        self._runner = runner
+                 on_event: EventSink | None = None, group: bool = False) -> None:
+        # Claims, requeues and parking go straight to the pool; with ``group``
+        # the items' own look-ups and apply transactions share commits.
+        self._control = runner
+        self._runner: InteractionRunner = (
+            GroupingRunner(runner, clock, max_calls=max(config.inbound_batch, 1),
+                           name="inbound") if group else runner)
         self._clock = clock
         self._server_id = server_id
         self._config = config
@@ -136,22 +142,28 @@ class InboundWorker:
     @inlineCallbacks
     def run_once(self) -> Any:
         """Claim one batch and apply each item; returns how many were claimed."""
-        entries: list[QueueEntry] = yield self._runner.run_interaction(
+        entries: list[QueueEntry] = yield self._control.run_interaction(
             "claim_inbound", claim_entries_txn, worker=self._worker, now=self._now(),
             lease=timedelta(seconds=self._config.callback_grace_s),
             limit=self._config.inbound_batch)
-        for entry in entries:
-            try:
-                outcome: Applied = yield self._apply(entry)
-            except Exception as exc:  # one bad item never stops the others
-                yield self._failed(entry, exc)
-                continue
-            self.counts[f"inbound_{outcome.outcome}"] += 1
-            if outcome.outcome == "retry":
-                yield self._runner.run_interaction(
-                    "requeue_inbound", requeue_txn, entry.id, available_at=self._now(),
-                    error=outcome.detail)
+        # Items are independent: worked on together, so that their look-ups and
+        # their apply transactions can share commits (see ``group`` above).
+        yield DeferredList([self._one(entry) for entry in entries], consumeErrors=True)
         return len(entries)
+
+    @inlineCallbacks
+    def _one(self, entry: QueueEntry) -> Any:
+        try:
+            outcome: Applied = yield self._apply(entry)
+        except Exception as exc:  # one bad item never stops the others
+            yield self._failed(entry, exc)
+            return None
+        self.counts[f"inbound_{outcome.outcome}"] += 1
+        if outcome.outcome == "retry":
+            yield self._control.run_interaction(
+                "requeue_inbound", requeue_txn, entry.id, available_at=self._now(),
+                error=outcome.detail)
+        return None
 
     @inlineCallbacks
     def _failed(self, entry: QueueEntry, exc: Exception) -> Any:
@@ -162,12 +174,12 @@ class InboundWorker:
                       "{error}", entry=entry.id, message=entry.message_id, n=entry.attempts,
                       error=error)
             self.counts["inbound_parked"] += 1
-            yield self._runner.run_interaction("park_inbound", fail_entry_txn, entry.id, error)
+            yield self._control.run_interaction("park_inbound", fail_entry_txn, entry.id, error)
             return None
         delay = min(self._config.retry_delay_s, 2.0 ** entry.attempts)
         log.warn("inbound item {entry} (message {message}) failed, retry in {delay}s: {error}",
                  entry=entry.id, message=entry.message_id, delay=delay, error=error)
-        yield self._runner.run_interaction(
+        yield self._control.run_interaction(
             "requeue_inbound", requeue_txn, entry.id,
             available_at=self._now() + timedelta(seconds=delay), error=error)
         return None

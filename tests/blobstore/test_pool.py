@@ -27,7 +27,8 @@ def _operational(pgcode: str | None) -> OperationalError:
 
 class DatabasePoolTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.engine = create_engine(migrated_database(), pool_size=2)  # no pre-ping, as in production
+        # No pre-ping, as in production.
+        self.engine = create_engine(migrated_database(), pool_size=2)
         self.pool = DatabasePool(self.engine, reactor, max_threads=2, retry_backoff_s=0.001)
         self.pool.start()
         self.addCleanup(self.engine.dispose)
