@@ -193,9 +193,18 @@ def _command_json(frame: CommandFrame) -> dict[str, Any]:
             "args": command["args"]}
 
 
+SUMMARY_VALUE_CHARS: Final = 48
+"""Longer argument values are cut in one-line summaries (``details`` keeps them whole)."""
+
+
 def _args_text(args: Mapping[str, Any]) -> str:
-    return "".join(f" {name}={json.dumps(value, ensure_ascii=False)}"
-                   for name, value in args.items())
+    out = []
+    for name, value in args.items():
+        shown = json.dumps(value, ensure_ascii=False)
+        if len(shown) > SUMMARY_VALUE_CHARS:
+            shown = shown[:SUMMARY_VALUE_CHARS - 3] + "..."
+        out.append(f" {name}={shown}")
+    return "".join(out)
 
 
 def _minutes_iso(minutes: int) -> str:
