@@ -3,6 +3,8 @@ verified and rejected replies and alerts, a concatenated alert, garbage."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from sqlalchemy import text
@@ -96,3 +98,14 @@ def add_audit_rows(world: World) -> None:
                          details={"opcode": "lock"})
         append_audit_txn(conn, actor="alice", role="cli", action="command.send", target=IMEI,
                          details={"opcode": "unlock"})
+
+
+@contextmanager
+def stored_history() -> Iterator[History]:
+    """:func:`make_history` plus :func:`add_audit_rows`; the engine disposed of after."""
+    made = make_history()
+    add_audit_rows(made.world)
+    try:
+        yield made
+    finally:
+        made.world.engine.dispose()

@@ -20,17 +20,14 @@ from tests.app.history_scenario import (
     NATIONAL,
     NUMBER,
     History,
-    add_audit_rows,
-    make_history,
+    stored_history,
 )
 
 
 @pytest.fixture(scope="module")
 def history() -> Iterator[History]:
-    made = make_history()
-    add_audit_rows(made.world)
-    yield made
-    made.world.engine.dispose()
+    with stored_history() as made:
+        yield made
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from mepl.cli import db as cli_db
 from mepl.cli.db import connection_line
 from mepl.cli.main import main
-from tests.app.history_scenario import IMEI, NUMBER, History, add_audit_rows, make_history
+from tests.app.history_scenario import IMEI, NUMBER, History, stored_history
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -28,10 +28,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def history() -> Iterator[History]:
-    made = make_history()
-    add_audit_rows(made.world)
-    yield made
-    made.world.engine.dispose()
+    with stored_history() as made:
+        yield made
 
 
 @pytest.fixture
