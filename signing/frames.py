@@ -2,9 +2,9 @@
 
 Server side: :func:`seal_command`, :func:`open_reply`, :func:`open_alert` and
 the unauthenticated :func:`peek_reply` / :func:`peek_alert` used only to look
-up which device and command a frame claims to be about.  Device side:
-:func:`open_command` (used by :class:`signing.handset.Handset`),
-:func:`seal_reply`, :func:`seal_alert`.
+up which device and command a frame claims to be about, and :func:`peek_frame`
+used only to show stored frames to people.  Device side: :func:`open_command`
+(used by :class:`signing.handset.Handset`), :func:`seal_reply`, :func:`seal_alert`.
 """
 
 from __future__ import annotations
@@ -153,8 +153,14 @@ def open_command(
     not_after = int.from_bytes(frame[9:13], "big")
     if now is not None and epoch_seconds(now) > not_after * 60:
         raise FrameRejected(Reason.EXPIRED, f"not after minute {not_after}")
-    command = decode_command(frame[13], body[COMMAND_HEADER_LEN:])
-    return CommandFrame(key_id, int.from_bytes(frame[3:9], "big"), not_after, command)
+    return _command_frame(frame)
+
+
+def _command_frame(frame: bytes) -> CommandFrame:
+    """Header fields and decoded arguments of a command frame (envelope already checked)."""
+    command = decode_command(frame[13], frame[COMMAND_HEADER_LEN:-SIGNATURE_LEN])
+    return CommandFrame(int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:9], "big"),
+                        int.from_bytes(frame[9:13], "big"), command)
 
 
 def seal_reply(
@@ -213,14 +219,18 @@ def open_reply(
     body, signature = frame[:-SIGNATURE_LEN], frame[-SIGNATURE_LEN:]
     _verify(device_key, signature, reply_signed_bytes(server_id, imei.encode(), command_frame,
                                                        body))
+    header = ReplyHeader(imei, device_key.key_id, int.from_bytes(frame[11:13], "big"),
+                         int.from_bytes(frame[13:19], "big"))
+    return _reply_body(frame, header)
+
+
+def _reply_body(frame: bytes, header: ReplyHeader) -> Reply:
+    """Status and result items of a reply frame (envelope already checked)."""
     try:
         status = ReplyStatus(frame[19])
     except ValueError:
         raise FrameRejected(Reason.MALFORMED, "reply status") from None
-    items = tuple(decode_tlvs(body[REPLY_HEADER_LEN:]))
-    header = ReplyHeader(imei, device_key.key_id, int.from_bytes(frame[11:13], "big"),
-                         int.from_bytes(frame[13:19], "big"))
-    return Reply(header, status, items)
+    return Reply(header, status, tuple(decode_tlvs(frame[REPLY_HEADER_LEN:-SIGNATURE_LEN])))
 
 
 def seal_alert(
@@ -278,16 +288,40 @@ def open_alert(
         raise FrameRejected(Reason.UNKNOWN_KEY, "device key id")
     body, signature = frame[:-SIGNATURE_LEN], frame[-SIGNATURE_LEN:]
     _verify(device_key, signature, alert_signed_bytes(server_id, imei.encode(), body))
-    try:
-        alert_type = AlertType(frame[21])
-    except ValueError:
-        raise FrameRejected(Reason.MALFORMED, f"alert type 0x{frame[21]:02x}") from None
-    alert = decode_alert(alert_type, body[ALERT_HEADER_LEN:])
+    alert = _alert_body(frame)
     header = AlertHeader(imei, device_key.key_id, int.from_bytes(frame[11:17], "big"),
                          int.from_bytes(frame[17:21], "big"))
     if window is not None:
         window.accept(header.counter)
     return OpenedAlert(header, alert)
+
+
+def _alert_body(frame: bytes) -> Alert:
+    """Type and decoded arguments of an alert frame (envelope already checked)."""
+    try:
+        alert_type = AlertType(frame[21])
+    except ValueError:
+        raise FrameRejected(Reason.MALFORMED, f"alert type 0x{frame[21]:02x}") from None
+    return decode_alert(alert_type, frame[ALERT_HEADER_LEN:-SIGNATURE_LEN])
+
+
+def peek_frame(frame: bytes) -> CommandFrame | Reply | OpenedAlert:
+    """Decode any frame WITHOUT verifying its signature: for showing stored frames only.
+
+    Nothing read this way may be acted upon; a frame to act on is opened with
+    :func:`open_command`, :func:`open_reply` or :func:`open_alert`.  The
+    envelope and the argument encoding are checked as when opening (raises
+    :class:`FrameRejected` with the same reasons); the signature, key ids,
+    not-after and counters are not.
+    """
+    frame = bytes(frame)
+    frame_type = frame[0] & 0x0F if frame else TYPE_COMMAND
+    if frame_type == TYPE_REPLY:
+        return _reply_body(frame, peek_reply(frame))
+    if frame_type == TYPE_ALERT:
+        return OpenedAlert(peek_alert(frame), _alert_body(frame))
+    check_envelope(frame, TYPE_COMMAND, COMMAND_HEADER_LEN)
+    return _command_frame(frame)
 
 
 def command_digest(command_frame: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""``mepl db upgrade|status``, and the helper every database-using command runs through.
+"""``mepl db upgrade|status|shell``, and the helper every database-using command runs through.
 
 :func:`run_with_database` opens the configured store (starting the embedded
 PostgreSQL in the state directory when no URL is set), refuses a schema that
@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.util
 import os
+import shutil
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from blobstore.config import DatabaseConfig
@@ -116,9 +121,91 @@ def _status(args: argparse.Namespace) -> int:
     return run_with_database(args, body, check_schema=False)
 
 
+# ---------------------------------------------------------------- mepl db shell
+def connection_line(url: URL | str) -> tuple[str, str | None]:
+    """The libpq connection line of ``url`` (``host=... port=... dbname=... user=...``)
+    and, apart, its password (never part of the line)."""
+    url = make_url(url)
+    params: dict[str, str] = {}
+    query = {k: ",".join(v) if isinstance(v, tuple) else str(v) for k, v in url.query.items()}
+    host = url.host or query.pop("host", None)
+    port = str(url.port) if url.port is not None else query.pop("port", None)
+    for key, value in (("host", host), ("port", port), ("dbname", url.database),
+                       ("user", url.username)):
+        if value:
+            params[key] = value
+    query.pop("host", None)
+    query.pop("port", None)
+    params.update(sorted(query.items()))
+    return " ".join(f"{k}={_conninfo_value(v)}" for k, v in params.items()), url.password
+
+
+def _conninfo_value(value: str) -> str:
+    """A libpq connection-string value, single-quoted when it needs to be."""
+    if value and not any(ch.isspace() or ch in "'\\" for ch in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def find_psql(*, embedded: bool) -> str | None:
+    """The ``psql`` to run: for the embedded server the one bundled with it (same
+    version) first, then the one on ``PATH``; for an external server the other way round."""
+    bundled = None
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "pginstall/bin/psql"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            bundled = str(candidate)
+    on_path = shutil.which("psql")
+    return (bundled or on_path) if embedded else (on_path or bundled)
+
+
+def run_psql(psql: str, line: str, password: str | None, extra: Sequence[str]) -> int:
+    """Run ``psql -d LINE EXTRA...`` in the foreground; return its exit status.
+
+    The password goes in the child's ``PGPASSWORD``, not on its command line.
+    Ctrl-C belongs to psql (it cancels the running query), so it does not end
+    this process while psql runs.
+    """
+    env = dict(os.environ)
+    if password:
+        env["PGPASSWORD"] = password
+    child = subprocess.Popen([psql, "-d", line, *extra], env=env)  # noqa: S603
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue
+
+
+def _shell(args: argparse.Namespace) -> int:
+    if args.print and args.psql_args:
+        return fail("--print runs no psql: it takes no psql arguments", status=1)
+
+    def body(database: Database, general: GeneralConfig) -> int:
+        line, password = connection_line(database.engine.url)
+        psql = None if args.print else find_psql(embedded=database.embedded is not None)
+        if psql is not None:
+            return run_psql(psql, line, password, args.psql_args)
+        if not args.print:
+            print("mepl: psql is not installed; connect with the line below "
+                  "(e.g. psql -d '<line>')", file=sys.stderr)
+        print(line)
+        if password:
+            print("mepl: note: the password is not printed: give it in PGPASSWORD or "
+                  "~/.pgpass", file=sys.stderr)
+        if database.embedded is not None:
+            print("mepl: note: the embedded server runs only while a mepl process uses it "
+                  "(e.g. `mepl run`), and its socket directory may change when it restarts",
+                  file=sys.stderr)
+        return 0
+
+    return run_with_database(args, body, check_schema=False)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``mepl db``."""
-    parser = subparsers.add_parser("db", help="database schema: upgrade, status")
+    parser = subparsers.add_parser("db", help="database schema: upgrade, status; psql: shell")
     commands = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = commands.add_parser("upgrade", help="migrate the database schema to this mepl's version")
     add_config_options(up)
@@ -127,3 +214,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "status", help="show the schema version (exit 1 when an upgrade is needed)")
     add_config_options(status)
     status.set_defaults(func=_status)
+    shell = commands.add_parser(
+        "shell", help="run psql on the configured database (the embedded one by default)",
+        description="Run psql on the configured database: the embedded server in the state "
+                    "directory (started for the session, stopped after it unless another "
+                    "mepl process uses it) or database.url.  Arguments after -- go to psql: "
+                    "mepl db shell -- -c 'SELECT count(*) FROM messages'.  The psql bundled "
+                    "with the embedded server is used for it; otherwise psql from PATH.  "
+                    "Without psql, or with --print, the libpq connection line "
+                    "(host=... port=... dbname=... user=...) is printed instead; a password "
+                    "is never printed (psql gets it in PGPASSWORD).  The embedded server's "
+                    "login is its superuser: handle it with care.")
+    shell.add_argument("--print", action="store_true",
+                       help="print the connection line instead of running psql")
+    shell.add_argument("psql_args", nargs="*", metavar="PSQL_ARG",
+                       help="arguments for psql, after --")
+    add_config_options(shell)
+    shell.set_defaults(func=_shell)
