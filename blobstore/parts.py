@@ -24,11 +24,13 @@ from blobstore.schema import messages
 
 @dataclass(frozen=True)
 class StoredPart:
-    """One stored part: its row, sequence number and user data (UDH included)."""
+    """One stored part: its row, sequence number, user data (UDH included), and its decoded
+    text when the part was text (``meta.text``)."""
 
     message_id: int
     seq: int
     user_data: bytes
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ def collect_parts_txn(conn: Connection, *, peer: str, reference: int, ref_bits: 
     marks it with :func:`mark_assembled_txn`.
     """
     rows = conn.execute(
-        select(messages.c.id, messages.c.part_seq, messages.c.payload, messages.c.sha256)
+        select(messages.c.id, messages.c.part_seq, messages.c.payload, messages.c.sha256,
+               messages.c.meta["text"].astext.label("text"))
         .where(and_(
             messages.c.kind == "mo", messages.c.direction == "in", messages.c.peer == peer,
             messages.c.part_total == total, messages.c.created_at >= since,
@@ -75,7 +78,7 @@ def collect_parts_txn(conn: Connection, *, peer: str, reference: int, ref_bits: 
         return Collected(None, tuple(conflicting))
     if mark:
         mark_assembled_txn(conn, [int(r.id) for r in rows if int(r.id) not in conflicting])
-    parts = tuple(StoredPart(int(first[seq].id), seq, bytes(first[seq].payload))
+    parts = tuple(StoredPart(int(first[seq].id), seq, bytes(first[seq].payload), first[seq].text)
                   for seq in range(1, total + 1))
     return Collected(parts, tuple(conflicting))
 

@@ -78,8 +78,11 @@ def part_row(message: InboundMessage, **meta: Any) -> NewMessage:
         info["udh"] = True
     if concat is not None:
         info.update(concat_ref=concat.reference, concat_bits=concat.ref_bits)
-    if message.text is not None and message.text.lstrip().startswith(ARMOUR_PREFIX):
-        info["armoured"] = message.text.strip()
+    if message.text is not None:
+        if concat is not None:
+            info["text"] = message.text  # joined with the other parts' text when complete
+        elif message.text.lstrip().startswith(ARMOUR_PREFIX):
+            info["armoured"] = message.text.strip()
     return NewMessage(
         direction="in", channel=message.channel.value,  # type: ignore[arg-type]
         kind="mo", payload=user_data, link=message.link, peer=message.sender,
@@ -264,6 +267,11 @@ class InboundWorker:
                 return outcome
             part_ids = [p.message_id for p in collected.parts]
             payload = b"".join(split_user_data(p.user_data)[1] for p in collected.parts)
+            texts = [p.text for p in collected.parts]
+            if all(t is not None for t in texts):
+                joined = "".join(t or "" for t in texts)
+                if joined.lstrip().startswith(ARMOUR_PREFIX):
+                    meta = {**meta, "armoured": joined.strip()}
         else:
             payload = split_user_data(user_data)[1] if meta.get("udh") else user_data
         sender = entry.peer or ""

@@ -13,7 +13,7 @@ from mepl.runtime.inbound_worker import InboundWorker
 from mepl.runtime.outbound_txn import housekeeping_txn
 from mepl.settings import DispatchConfig
 from signing.alerts import make_alert
-from signing.transport import DEVICE_PORT, SERVER_PORT
+from signing.transport import DEVICE_PORT, SERVER_PORT, armour
 from sms_gateway.events import InboundMessage
 from sms_gateway.udh import Concat, Udh
 from tests.mepl.helpers import SERVER_ID, SERVER_NUMBER, Inbound, World
@@ -109,3 +109,18 @@ class InboundPartsTests(SynchronousTestCase):
         self.other.drain()
         self.assertEqual(self.alerts(), 1)
         self.assertEqual(self.w.scalar("SELECT count(*) FROM inbound_queue"), 0)
+
+    def test_a_text_armoured_alert_in_two_ucs2_parts_is_joined_before_dearmouring(
+            self) -> None:
+        frame = self.handset.alert(make_alert("lost", detail="under the seat " * 6),
+                                   self.w.clock.seconds())
+        text = armour(frame)
+        self.assertGreater(len(text), 70)
+        halves = [text[:70], text[70:]]
+        second, first = (replace(self.w.mo(SENDER, half.encode("utf-16-be")), data_coding=8,
+                                 text=half, udh=Udh(concat=Concat(0x33, 2, seq)))
+                         for seq, half in ((2, halves[1]), (1, halves[0])))
+        # The first part is applied last: its own text alone is not a whole frame.
+        self.successResultOf(self.w.inbound.receiver.on_inbound(second))
+        self.deliver(self.w.inbound, first)
+        self.assertEqual(self.alerts(), 1)
