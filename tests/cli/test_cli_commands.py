@@ -78,7 +78,8 @@ def test_list_and_show_report_a_queued_command_as_json(
     assert (listed["opcode"], listed["state"]) == ("status_query", "queued")
     assert listed["arguments"] == {"features": ["battery", "sim"]}
     assert main(["commands", "show", str(listed["id"]), *db]) == 0
-    assert json.loads(capsys.readouterr().out)["id"] == listed["id"]
+    shown, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)
+    assert shown["id"] == listed["id"]
     assert main(["commands", "show", "999999", *db]) == 1
 
 
