@@ -126,8 +126,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Queue a command; a running `mepl run` signs and sends it.\n"
                     "A retired device gets no command (a group's retired members are "
                     "left out).\nA wipe to a group or to the whole fleet is queued only "
-                    "with --yes;\nwithout it, nothing is queued and the number of "
-                    "devices it would reach is printed.\n"
+                    "with --yes; without it\nnothing is queued, and the number of "
+                    "devices it would reach is printed.\n\n"
                     "Arguments are given as --arg NAME=VALUE.  Opcodes and their "
                     "arguments:\n\n"
                     + describe_arguments(),
