@@ -218,5 +218,5 @@ def test_update_and_enrol_name_the_option_at_fault_and_a_positional_without_one(
     assert (code, err.strip()) == (1, "mepl: error: --public-key: not hexadecimal")
     code, _, err = run("devices", "show", _imei(2))
     assert code == 1 and err.startswith(f"mepl: error: no device with IMEI {_imei(2)} or")
-    code, _, err = run("groups", "add", "-bad")
-    assert code == 1 and err.startswith("mepl: error: group name '-bad' must be")
+    code, _, err = run("groups", "add", "bad name")
+    assert code == 1 and err.startswith("mepl: error: group name 'bad name' must be")
