@@ -6,7 +6,7 @@ every device goes on receiving frames sealed with the key it has accepted
 the new key, and each device moves to the new key when its signed ok reply
 to that command is applied (:mod:`mepl.runtime.inbound_txn`).  A handset
 that is offline gets the command when it comes back (a long validity,
-resends by housekeeping).
+resends by housekeeping).  :func:`key_usage_txn` shows the fleet moving.
 """
 
 from __future__ import annotations
@@ -50,6 +50,14 @@ class Rotation:
         return {"key_id": self.key_id, "previous_key_id": self.previous_key_id,
                 "pinned": self.pinned, "queued": self.queued,
                 "not_after": self.not_after.isoformat() if self.not_after else None}
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """How many devices are on each server key, and how many have none on record."""
+
+    devices_per_key: dict[int, int]
+    unpinned: int
 
 
 def rotate_server_key(engine: Engine | None, store: ServerKeyStore, *,
@@ -104,14 +112,6 @@ def announce_rotation_txn(conn: Connection, actor: Actor, *, key_id: int, public
     append_audit_txn(conn, actor=actor.name, role=actor.role, action="keys.rotate",
                      target=f"server-key:{key_id}", details=rotation.to_json())
     return rotation
-
-
-@dataclass(frozen=True)
-class KeyUsage:
-    """How many devices are on each server key, and how many have none on record."""
-
-    devices_per_key: dict[int, int]
-    unpinned: int
 
 
 def key_usage_txn(conn: Connection, actor: Actor) -> KeyUsage:
