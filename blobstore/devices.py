@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Select, and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.elements import ColumnElement
@@ -315,13 +315,35 @@ def list_devices_txn(conn: Connection, *, group: str | None = None, after_id: in
     """Devices ordered by id, ``limit`` at a time after ``after_id`` (keyset paging)."""
     query = _device_select().where(devices.c.id > after_id)
     if group is not None:
-        query = query.where(devices.c.id.in_(
-            select(group_members.c.device_id)
-            .join(groups, groups.c.id == group_members.c.group_id)
-            .where(groups.c.name == group)
-        ))
+        query = query.where(devices.c.id.in_(_members_of(group)))
     rows = conn.execute(query.order_by(devices.c.id).limit(limit)).all()
     return [_record(r) for r in rows]
+
+
+def _members_of(group: str) -> Select[Any]:
+    return (select(group_members.c.device_id)
+            .join(groups, groups.c.id == group_members.c.group_id)
+            .where(groups.c.name == group))
+
+
+def reachable_device_ids(*, group: str | None = None, enrolled: bool = False) -> Select[Any]:
+    """A SELECT of the ids of the devices commands may go to: not retired, members of
+    ``group`` (any device when None), with a public key when ``enrolled``.
+
+    For :func:`~blobstore.commands.insert_fanout_commands_txn` (the fan-out
+    stays in the database) and :func:`count_selected_txn`.
+    """
+    query = select(devices.c.id).where(devices.c.state != "retired")
+    if group is not None:
+        query = query.where(devices.c.id.in_(_members_of(group)))
+    if enrolled:
+        query = query.where(devices.c.public_key.is_not(None))
+    return query
+
+
+def count_selected_txn(conn: Connection, ids: Select[Any]) -> int:
+    """How many rows the SELECT ``ids`` returns (counted in the database)."""
+    return int(conn.execute(select(func.count()).select_from(ids.subquery())).scalar_one())
 
 
 def count_devices_txn(conn: Connection) -> int:

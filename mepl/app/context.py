@@ -30,6 +30,11 @@ class Actor:
     name: str
     role: str
 
+    @property
+    def label(self) -> str:
+        """``role:name``, as it goes in ``requested_by`` and the command history."""
+        return f"{self.role}:{self.name}"
+
 
 class SyncTransactions:
     """Runs use-case transactions inline (for the CLI), retrying transient failures."""

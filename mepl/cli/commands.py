@@ -1,10 +1,10 @@
-"""``mepl commands send|list|show``: queue signed commands and follow them.
+"""``mepl commands send|list|show|cancel``: queue signed commands and follow them.
 
 A queued command is a committed row; any running ``mepl run`` claims it,
-seals it for the device and sends it.  Arguments (``--arg features=battery,sim``)
-are typed and checked against the command catalog by
-:mod:`mepl.commandargs`, so a bad one is refused at once instead of failing
-at dispatch.  Every send is audited.
+seals it for the device and sends it.  The rules (argument typing against
+the command catalog, security priority, refusals and confirmations) are the
+use cases' of :mod:`mepl.app.commands`; this module parses, runs them and
+prints.  Every send and every cancel is audited.
 """
 
 from __future__ import annotations
@@ -12,107 +12,61 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from blobstore.audit import append_audit_txn
-from blobstore.commands import (
-    PRIORITY_BULK,
-    PRIORITY_NORMAL,
-    PRIORITY_SECURITY,
-    CommandRecord,
-    NewCommand,
-    device_commands_txn,
-    get_command_txn,
-    insert_command_txn,
-    insert_group_commands_txn,
-)
 from blobstore.database import Database
-from blobstore.devices import find_device_txn
-from blobstore.errors import StoreError
-from blobstore.groups import get_group_txn
-from blobstore.identity import IdentityError
-from mepl.cli.common import (
-    GeneralConfig,
-    add_config_options,
-    config_error,
-    fail,
-    general_config,
-    load_raw_config,
+from blobstore.lifecycle import CommandEventRecord
+from mepl.app.commands import (
+    PRIORITIES,
+    Target,
+    cancel_command_txn,
+    command_json,
+    event_json,
+    list_commands_txn,
+    queue_command_txn,
+    show_command_txn,
 )
-from mepl.cli.db import cli_actor, run_with_database
-from mepl.commandargs import ArgumentError, describe_arguments, parse_command_arguments
-from mepl.config import ConfigError
-from signing.commands import Opcode
+from mepl.app.errors import AppError, NeedsConfirmation
+from mepl.cli.common import GeneralConfig, add_config_options, fail
+from mepl.cli.db import app_failure, cli_user, run_with_database, transactions
+from mepl.commandargs import describe_arguments
 
-PRIORITIES = {"security": PRIORITY_SECURITY, "normal": PRIORITY_NORMAL, "bulk": PRIORITY_BULK}
-SECURITY_OPCODES = frozenset((Opcode.LOCK, Opcode.WIPE, Opcode.ROTATE_KEY,
-                              Opcode.SET_TRUSTED_NUMBERS))
+_SEND_OPTIONS = ("device", "group", "opcode", "priority", "valid_for")
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if args.all:
+        return Target.fleet()
+    if args.group:
+        return Target.group(args.group)
+    return Target.device(args.device)
 
 
 def _send(args: argparse.Namespace) -> int:
-    try:
-        region = general_config(load_raw_config(args)).default_region
-    except ConfigError as exc:
-        return config_error(exc)
-    try:
-        checked = parse_command_arguments(args.opcode, args.arg, region=region)
-    except ArgumentError as exc:
-        return fail(str(exc), status=1)
-    opcode = checked.name
-    arguments = checked.to_json()["args"]
-    priority = PRIORITIES[args.priority]
-    if args.priority == "normal" and checked.opcode in SECURITY_OPCODES:
-        priority = PRIORITY_SECURITY
-
     def body(database: Database, general: GeneralConfig) -> int:
-        command = NewCommand(opcode=opcode, requested_by=f"cli:{cli_actor()}",
-                             arguments=arguments, priority=priority,
-                             not_after=datetime.now(UTC) + timedelta(minutes=args.valid_for))
         try:
-            with database.engine.begin() as conn:
-                if args.group:
-                    get_group_txn(conn, args.group)
-                    count = insert_group_commands_txn(conn, args.group, command)
-                    target, ids = f"group:{args.group}", []
-                else:
-                    device = find_device_txn(conn, args.device, general.default_region)
-                    ids = [insert_command_txn(conn, device.id, command)]
-                    count, target = 1, device.imei
-                append_audit_txn(conn, actor=cli_actor(), role="cli", action="command.send",
-                                 target=target, details={"opcode": opcode, "args": arguments,
-                                                         "commands": count})
-        except (IdentityError, StoreError) as exc:
-            return fail(str(exc), status=1)
-        suffix = f" (command {ids[0]})" if ids else ""
-        print(f"queued {opcode} for {count} device(s){suffix}")
+            queued = transactions(database).run(
+                "commands send", queue_command_txn, cli_user(), _target(args), args.opcode,
+                now=datetime.now(UTC), arguments=args.arg, priority=args.priority,
+                valid_for=timedelta(minutes=args.valid_for), region=general.default_region,
+                confirm=args.yes)
+        except NeedsConfirmation as exc:
+            return fail(f"{exc}: give --yes to queue it", status=1)
+        suffix = f" (command {queued.command_id})" if queued.command_id is not None else ""
+        if queued.left_out:
+            suffix += f" ({queued.left_out} retired member(s) left out)"
+        print(f"queued {queued.opcode} for {queued.count} device(s){suffix}")
         return 0
 
-    return run_with_database(args, body)
-
-
-def _record_json(record: CommandRecord) -> dict[str, Any]:
-    return {
-        "id": record.id, "device_id": record.device_id, "opcode": record.opcode,
-        "arguments": dict(record.arguments), "state": record.state,
-        "priority": record.priority, "counter": record.counter, "key_id": record.key_id,
-        "requested_by": record.requested_by, "created_at": record.created_at.isoformat(),
-        "not_after": record.not_after.isoformat(), "attempts": record.attempts,
-        "last_error": record.last_error,
-        "result": dict(record.result) if record.result is not None else None,
-        "frame": record.frame.hex() if record.frame is not None else None,
-    }
+    return run_with_database(args, body, options=_SEND_OPTIONS)
 
 
 def _list(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        try:
-            with database.engine.begin() as conn:
-                device = find_device_txn(conn, args.device, general.default_region)
-                records = device_commands_txn(conn, device.id, limit=args.limit)
-        except (IdentityError, StoreError) as exc:
-            return fail(str(exc), status=1)
+        records = transactions(database).run(
+            "commands list", list_commands_txn, cli_user(), args.device, limit=args.limit,
+            region=general.default_region)
         if args.json:
-            print(json.dumps([_record_json(r) for r in records], indent=2))
+            print(json.dumps([command_json(r) for r in records], indent=2))
             return 0
         print(f"{'ID':>8}  {'OPCODE':<20} {'STATE':<10} {'TRIES':>5}  CREATED")
         for r in records:
@@ -120,17 +74,45 @@ def _list(args: argparse.Namespace) -> int:
                   f"{r.created_at:%Y-%m-%d %H:%M:%S%z}")
         return 0
 
-    return run_with_database(args, body)
+    return run_with_database(args, body, options=("device", "limit"))
+
+
+def _event_line(event: CommandEventRecord) -> str:
+    details = f"  {json.dumps(dict(event.details), sort_keys=True)}" if event.details else ""
+    return (f"{event.at:%Y-%m-%d %H:%M:%S%z}  {event.from_state or '-':>9} -> "
+            f"{event.to_state:<9}  {event.event:<15} {event.actor}{details}")
 
 
 def _show(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        with database.engine.begin() as conn:
-            record = get_command_txn(conn, args.id)
-        if record is None:
-            return fail(f"no command with id {args.id}", status=1)
-        print(json.dumps(_record_json(record), indent=2))
+        shown = transactions(database).run("commands show", show_command_txn, cli_user(),
+                                           args.id)
+        if args.json:
+            data = command_json(shown.record)
+            data["history"] = [event_json(e) for e in shown.history]
+            print(json.dumps(data, indent=2))
+            return 0
+        print(json.dumps(command_json(shown.record), indent=2))
+        print(f"history of command {shown.record.id}:")
+        for event in shown.history:
+            print(f"  {_event_line(event)}")
         return 0
+
+    return run_with_database(args, body)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    def body(database: Database, general: GeneralConfig) -> int:
+        run, actor, status = transactions(database).run, cli_user(), 0
+        for command_id in args.ids:
+            try:
+                done = run("commands cancel", cancel_command_txn, actor, command_id,
+                           now=datetime.now(UTC))
+            except AppError as exc:
+                status = app_failure(exc)
+                continue
+            print(f"cancelled command {done.command_id} ({done.opcode} for {done.imei})")
+        return status
 
     return run_with_database(args, body)
 
@@ -140,15 +122,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("commands", help="queue signed commands and follow them")
     actions = parser.add_subparsers(dest="commands_command", metavar="ACTION", required=True)
     send = actions.add_parser(
-        "send", help="queue a command for one device or a whole group",
+        "send", help="queue a command for one device, a group or the whole fleet",
         description="Queue a command; a running `mepl run` signs and sends it.\n"
+                    "A retired device gets no command (a group's retired members are "
+                    "left out).\nA wipe to a group or to the whole fleet is queued only "
+                    "with --yes; without it\nnothing is queued, and the number of "
+                    "devices it would reach is printed.\n\n"
                     "Arguments are given as --arg NAME=VALUE.  Opcodes and their "
                     "arguments:\n\n"
                     + describe_arguments(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     target = send.add_mutually_exclusive_group(required=True)
     target.add_argument("--device", metavar="ID", help="IMEI, IMSI or phone number")
-    target.add_argument("--group", metavar="NAME", help="every member of this group")
+    target.add_argument("--group", metavar="NAME",
+                        help="every member of this group that is not retired")
+    target.add_argument("--all", action="store_true",
+                        help="the whole fleet: every enrolled device that is not retired")
     send.add_argument("--opcode", required=True, help="e.g. lock, status_query, notify")
     send.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                       help="an argument, e.g. features=battery,sim or 'text=Call base' "
@@ -157,14 +146,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="lock, wipe, rotate_key and set_trusted_numbers are always security")
     send.add_argument("--valid-for", type=int, default=1440, metavar="MINUTES",
                       help="not-after = now + this (default 1440)")
+    send.add_argument("--yes", action="store_true",
+                      help="confirm a wipe to a group or to the whole fleet")
     send.set_defaults(func=_send)
     lst = actions.add_parser("list", help="a device's commands, newest first")
     lst.add_argument("--device", required=True, metavar="ID", help="IMEI, IMSI or phone number")
     lst.add_argument("--limit", type=int, default=50, metavar="N")
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(func=_list)
-    show = actions.add_parser("show", help="one command, its frame and its result, as JSON")
+    show = actions.add_parser(
+        "show", help="one command, its frame and its result as JSON, then its history",
+        description="Print the command as JSON (state, attempts, the exact frame sent, the "
+                    "verified result), then its history: one line per state change, "
+                    "with its time, from -> to, event, actor and details.")
     show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true",
+                      help="print one JSON object, the history in it as \"history\"")
     show.set_defaults(func=_show)
-    for sub in (send, lst, show):
+    cancel = actions.add_parser(
+        "cancel", help="withdraw commands that are still queued",
+        description="Cancel each command that is still queued (audited).  A command "
+                    "already being sent, sent or finished is not cancelled: its state is "
+                    "named, and the exit status is 1.")
+    cancel.add_argument("ids", type=int, nargs="+", metavar="ID")
+    cancel.set_defaults(func=_cancel)
+    for sub in (send, lst, show, cancel):
         add_config_options(sub)

@@ -3,7 +3,9 @@
 :func:`run_with_database` opens the configured store (starting the embedded
 PostgreSQL in the state directory when no URL is set), refuses a schema that
 is not at this code's head revision, runs the command body, and always
-closes the store again.
+closes the store again.  A body runs use cases (:mod:`mepl.app`) through
+:func:`transactions` as :func:`cli_user`; their refusals
+(:class:`~mepl.app.errors.AppError`) exit with status 1 and their message.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -26,6 +28,8 @@ from blobstore.database import Database, open_database
 from blobstore.errors import SchemaOutOfDateError, StoreError, StoreUnavailableError
 from blobstore.migrate import schema_status, upgrade
 from blobstore.pool import is_transient
+from mepl.app.context import Actor, SyncTransactions
+from mepl.app.errors import AppError
 from mepl.cli.common import (
     GeneralConfig,
     add_config_options,
@@ -47,12 +51,36 @@ def cli_actor() -> str:
         return "unknown"
 
 
+def cli_user() -> Actor:
+    """The user running the command, as the actor of use cases (role ``cli``)."""
+    return Actor(cli_actor(), "cli")
+
+
+def transactions(database: Database) -> SyncTransactions:
+    """The runner of use-case transactions on ``database``, retrying as configured."""
+    return SyncTransactions(database.engine, attempts=database.config.retry_attempts,
+                            backoff_s=database.config.retry_backoff_ms / 1000)
+
+
+def app_failure(exc: AppError, options: Collection[str] = ()) -> int:
+    """Report a use case's refusal and return exit status 1.
+
+    When the refused input is one of ``options`` (the command's own option
+    names, as the use case names its fields), the message starts with the option
+    (``--imei: ...``).
+    """
+    field = getattr(exc, "field", None)
+    prefix = f"--{field.replace('_', '-')}: " if field is not None and field in options else ""
+    return fail(f"{prefix}{exc}", status=1)
+
+
 def run_with_database(args: argparse.Namespace, body: Body, *,
-                      check_schema: bool = True) -> int:
+                      check_schema: bool = True, options: Collection[str] = ()) -> int:
     """Open the store from ``args``' configuration and run ``body(database, general)``.
 
     Exit status 2 with a message for a configuration error, an unreachable
-    database or (when ``check_schema``) a schema that needs ``mepl db upgrade``.
+    database or (when ``check_schema``) a schema that needs ``mepl db upgrade``;
+    status 1 for a use case's refusal (see :func:`app_failure` for ``options``).
     """
     try:
         raw = load_raw_config(args)
@@ -68,6 +96,8 @@ def run_with_database(args: argparse.Namespace, body: Body, *,
         if check_schema:
             database.check_schema()
         return body(database, general)
+    except AppError as exc:
+        return app_failure(exc, options)
     except SchemaOutOfDateError as exc:
         return fail(str(exc))
     except StoreUnavailableError as exc:

@@ -2,7 +2,8 @@
 
 Bad input (a wrong IMEI check digit, an unparseable number, a duplicate
 IMEI) exits with status 1 and a message that says what is wrong and where;
-configuration and database problems exit with status 2.
+configuration and database problems exit with status 2.  The rules are the
+use cases' of :mod:`mepl.app.devices`; this module parses, runs them and prints.
 """
 
 from __future__ import annotations
@@ -11,29 +12,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Connection
-
-from blobstore.audit import append_audit_txn
 from blobstore.database import Database
-from blobstore.devices import (
-    DeviceRecord,
-    add_device_txn,
-    find_device_txn,
-    get_device_txn,
-    identity_history_txn,
-    list_devices_txn,
-    set_device_key_txn,
-    set_device_state_txn,
-    update_identity_txn,
-)
-from blobstore.errors import StoreError
-from blobstore.groups import add_members_txn, ensure_group_txn
-from blobstore.identity import IdentityError, parse_imei, parse_imsi, parse_msisdn
+from blobstore.devices import DeviceRecord
 from blobstore.importer import ImportFormatError, import_csv
 from blobstore.schema import DEVICE_STATES
-from blobstore.server_keys import pin_device_txn
+from mepl.app.devices import (
+    add_device_txn,
+    device_page_txn,
+    enrol_device_txn,
+    record_import_txn,
+    show_device_txn,
+    update_device_txn,
+)
 from mepl.cli.common import (
     GeneralConfig,
     add_config_options,
@@ -42,12 +33,11 @@ from mepl.cli.common import (
     general_config,
     load_raw_config,
 )
-from mepl.cli.db import cli_actor, run_with_database
+from mepl.cli.db import cli_user, run_with_database, transactions
 from mepl.cli.keys import signing_config
 from mepl.config import ConfigError
 from signing.errors import SigningError
-from signing.keys import device_key_id
-from signing.keystore import ServerKeyStore
+from signing.keystore import KeyIndex, ServerKeyStore
 
 
 def _bad(message: str) -> int:
@@ -56,51 +46,25 @@ def _bad(message: str) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        option = "--imei"
-        try:
-            imei = parse_imei(args.imei)
-            option = "--imsi"
-            imsi = parse_imsi(args.imsi) if args.imsi else None
-            option = "--phone"
-            msisdn = parse_msisdn(args.phone, general.default_region) if args.phone else None
-        except IdentityError as exc:
-            return _bad(f"{option}: {exc}")
-        try:
-            with database.engine.begin() as conn:
-                record = add_device_txn(conn, imei, imsi=imsi, msisdn=msisdn)
-                for group in args.group:
-                    ensure_group_txn(conn, group)
-                    add_members_txn(conn, group, [record.id])
-                _audit(conn, "device.add", imei, {"groups": list(args.group)})
-                record = get_device_txn(conn, record.id)
-        except (StoreError, ValueError) as exc:
-            return _bad(str(exc))
+        record = transactions(database).run(
+            "devices add", add_device_txn, cli_user(), args.imei, imsi=args.imsi,
+            phone=args.phone, groups=args.group, region=general.default_region)
         print(f"added device {record.imei} (id {record.id})")
         _print_device(record)
         return 0
 
-    return run_with_database(args, body)
+    return run_with_database(args, body, options=("imei", "imsi", "phone", "group"))
 
 
 def _show(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        try:
-            with database.engine.begin() as conn:
-                record = find_device_txn(conn, args.identifier, general.default_region)
-                history = identity_history_txn(conn, record.id)
-        except (IdentityError, StoreError) as exc:
-            return _bad(str(exc))
+        shown = transactions(database).run("devices show", show_device_txn, cli_user(),
+                                           args.identifier, region=general.default_region)
         if args.json:
-            data = record.as_json()
-            data["identity_history"] = [
-                {"kind": h.kind, "old": h.old_value, "new": h.new_value,
-                 "changed_at": h.changed_at.isoformat(), "source": h.source}
-                for h in history
-            ]
-            print(json.dumps(data, indent=2))
+            print(json.dumps(shown.to_json(), indent=2))
             return 0
-        _print_device(record)
-        for h in history:
+        _print_device(shown.record)
+        for h in shown.history:
             print(f"  {h.changed_at:%Y-%m-%d %H:%M:%S%z} {h.kind}: "
                   f"{h.old_value or '-'} -> {h.new_value or '-'} ({h.source})")
         return 0
@@ -122,6 +86,7 @@ def _print_device(record: DeviceRecord) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
+        run, actor = transactions(database).run, cli_user()
         after, count = 0, 0
         out = sys.stdout
         if args.json:
@@ -130,8 +95,8 @@ def _list(args: argparse.Namespace) -> int:
             out.write(f"{'IMEI':<15}  {'IMSI':<15}  {'PHONE':<16}  {'STATE':<13}  GROUPS\n")
         while args.limit is None or count < args.limit:
             page = 1000 if args.limit is None else min(1000, args.limit - count)
-            with database.engine.begin() as conn:
-                records = list_devices_txn(conn, group=args.group, after_id=after, limit=page)
+            records = run("devices list", device_page_txn, actor, group=args.group,
+                          after_id=after, limit=page)
             for record in records:
                 if args.json:
                     out.write(("," if count else "") + "\n  " + json.dumps(record.as_json()))
@@ -152,98 +117,45 @@ def _list(args: argparse.Namespace) -> int:
 
 def _update(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        changes: dict[str, Any] = {}
-        option = "--imsi"
-        try:
-            if args.imsi is not None:
-                changes["imsi"] = parse_imsi(args.imsi) if args.imsi else None
-            option = "--phone"
-            if args.phone is not None:
-                changes["msisdn"] = (
-                    parse_msisdn(args.phone, general.default_region) if args.phone else None)
-        except IdentityError as exc:
-            return _bad(f"{option}: {exc}")
-        try:
-            with database.engine.begin() as conn:
-                record = find_device_txn(conn, args.identifier, general.default_region)
-                written = update_identity_txn(conn, record.id, source="cli", **changes)
-                if args.state is not None:
-                    set_device_state_txn(conn, record.id, args.state)
-                details = {c.kind: {"old": c.old_value, "new": c.new_value} for c in written}
-                if args.state is not None:
-                    details["state"] = {"old": record.state, "new": args.state}
-                _audit(conn, "device.update", record.imei, details)
-                record = get_device_txn(conn, record.id)
-        except (IdentityError, StoreError, ValueError) as exc:
-            return _bad(str(exc))
-        print(f"updated device {record.imei}: {len(written)} identity change(s)")
-        _print_device(record)
+        updated = transactions(database).run(
+            "devices update", update_device_txn, cli_user(), args.identifier, imsi=args.imsi,
+            phone=args.phone, state=args.state, region=general.default_region)
+        print(f"updated device {updated.record.imei}: {len(updated.changes)} identity "
+              "change(s)")
+        _print_device(updated.record)
         return 0
 
-    return run_with_database(args, body)
+    return run_with_database(args, body, options=("imsi", "phone", "state"))
 
 
 def _enrol(args: argparse.Namespace) -> int:
     try:
-        raw = bytes.fromhex(args.public_key)
-    except ValueError:
-        return _bad("--public-key: not hexadecimal")
-    if len(raw) != 32:
-        return _bad(f"--public-key: an Ed25519 public key has 32 octets, got {len(raw)}")
-    key_id = device_key_id(raw)
-    if args.server_key is not None and not 1 <= args.server_key <= 0xFFFF:
-        return _bad("--server-key: server key ids are 1..65535")
-    try:
-        server_key = _enrolment_server_key(args)
+        keys = _key_index(args)
     except ConfigError as exc:
         return config_error(exc)
     except SigningError as exc:
         return _bad(f"server key: {exc}")
 
     def body(database: Database, general: GeneralConfig) -> int:
-        pinned: int | None = None
-        try:
-            with database.engine.begin() as conn:
-                record = find_device_txn(conn, args.identifier, general.default_region)
-                set_device_key_txn(conn, record.id, key_id, raw)
-                if server_key is not None:
-                    # A new handset (key) was provisioned with the key active now; the
-                    # same handset enrolled again keeps the key it has accepted.
-                    reprovisioned = record.public_key is None or record.public_key != raw
-                    pinned = pin_device_txn(conn, record.id, server_key, replace=(
-                        reprovisioned or args.server_key is not None))
-                if record.state == "unprovisioned":
-                    set_device_state_txn(conn, record.id, "provisioned")
-                _audit(conn, "device.enrol", record.imei,
-                       {"key_id": key_id, "public_key": raw.hex(), "server_key_id": pinned})
-                record = get_device_txn(conn, record.id)
-        except (IdentityError, StoreError, ValueError) as exc:
-            return _bad(str(exc))
-        server = (f"server key {pinned}" if pinned is not None else
+        enrolled = transactions(database).run(
+            "devices enrol", enrol_device_txn, cli_user(), args.identifier, args.public_key,
+            keys=keys, server_key=args.server_key, region=general.default_region)
+        server = (f"server key {enrolled.server_key_id}"
+                  if enrolled.server_key_id is not None else
                   "server key not recorded (no key store here: it is set when first sent to)")
-        print(f"enrolled device {record.imei}: device key {key_id}, {server}")
-        _print_device(record)
+        print(f"enrolled device {enrolled.record.imei}: device key {enrolled.key_id}, {server}")
+        _print_device(enrolled.record)
         return 0
 
-    return run_with_database(args, body)
+    return run_with_database(args, body, options=("public_key", "server_key"))
 
 
-def _enrolment_server_key(args: argparse.Namespace) -> int | None:
-    """The server key to record for an enrolled device: ``--server-key`` (checked against
-    the key store when there is one), else the store's active key (the newest in the
-    provisioning bundles it exports); None when there is no key store here."""
+def _key_index(args: argparse.Namespace) -> KeyIndex | None:
+    """The index of the key store here (its active key is the newest in the provisioning
+    bundles it exports), or None when there is no key store here."""
     raw = load_raw_config(args)
     store = ServerKeyStore(signing_config(raw).keys_path(general_config(raw).state_dir))
-    wanted: int | None = args.server_key
-    if not store.exists():
-        return wanted
-    index = store.load()
-    return index.active_key_id if wanted is None else index.key(wanted).key_id
-
-
-def _audit(conn: Connection, action: str, target: str, details: dict[str, Any]) -> None:
-    append_audit_txn(conn, actor=cli_actor(), role="cli", action=action, target=target,
-                     details=details)
+    return store.load() if store.exists() else None
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -262,10 +174,8 @@ def _import(args: argparse.Namespace) -> int:
             return _bad(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
         for error in report.errors:
             print(error, file=sys.stderr)
-        with database.engine.begin() as conn:
-            _audit(conn, "device.import", str(path),
-                   {"rows": report.rows, "imported": report.imported,
-                    "bad": len(report.errors)})
+        transactions(database).run("devices import", record_import_txn, cli_user(),
+                                   str(path), report)
         print(f"imported {report.imported} device(s) from {path}: "
               f"{report.rows} row(s), {len(report.errors)} bad")
         return 1 if report.errors else 0

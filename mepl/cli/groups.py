@@ -1,35 +1,28 @@
-"""``mepl groups add|list|show|add-member|remove-member``: device groups."""
+"""``mepl groups add|list|show|add-member|remove-member``: device groups.
+
+The use cases are :mod:`mepl.app.groups`'; this module parses, runs them and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from blobstore.audit import append_audit_txn
 from blobstore.database import Database
-from blobstore.devices import find_device_txn, list_devices_txn
-from blobstore.errors import StoreError
-from blobstore.groups import (
-    add_members_txn,
+from mepl.app.groups import (
+    change_members_txn,
     create_group_txn,
-    get_group_txn,
     list_groups_txn,
-    remove_members_txn,
+    show_group_txn,
 )
-from blobstore.identity import IdentityError
-from mepl.cli.common import GeneralConfig, add_config_options, fail
-from mepl.cli.db import cli_actor, run_with_database
+from mepl.cli.common import GeneralConfig, add_config_options
+from mepl.cli.db import cli_user, run_with_database, transactions
 
 
 def _add(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        try:
-            with database.engine.begin() as conn:
-                create_group_txn(conn, args.name, args.description)
-                append_audit_txn(conn, actor=cli_actor(), role="cli", action="group.add",
-                                 target=args.name)
-        except (StoreError, ValueError) as exc:
-            return fail(str(exc), status=1)
+        transactions(database).run("groups add", create_group_txn, cli_user(), args.name,
+                                   args.description)
         print(f"added group {args.name}")
         return 0
 
@@ -38,8 +31,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        with database.engine.begin() as conn:
-            records = list_groups_txn(conn)
+        records = transactions(database).run("groups list", list_groups_txn, cli_user())
         if args.json:
             print(json.dumps([{"name": g.name, "description": g.description,
                                "members": g.members} for g in records], indent=2))
@@ -54,12 +46,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        try:
-            with database.engine.begin() as conn:
-                group = get_group_txn(conn, args.name)
-                members = list_devices_txn(conn, group=args.name, limit=args.limit)
-        except StoreError as exc:
-            return fail(str(exc), status=1)
+        shown = transactions(database).run("groups show", show_group_txn, cli_user(),
+                                           args.name, limit=args.limit)
+        group, members = shown.group, shown.members
         print(f"group {group.name}: {group.members} member(s)"
               + (f" - {group.description}" if group.description else ""))
         for record in members:
@@ -68,25 +57,14 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  ... and {group.members - len(members)} more")
         return 0
 
-    return run_with_database(args, body)
+    return run_with_database(args, body, options=("limit",))
 
 
 def _change_members(args: argparse.Namespace, adding: bool) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        try:
-            with database.engine.begin() as conn:
-                ids = [find_device_txn(conn, i, general.default_region).id
-                       for i in args.devices]
-                if adding:
-                    changed = add_members_txn(conn, args.name, ids)
-                else:
-                    changed = remove_members_txn(conn, args.name, ids)
-                append_audit_txn(
-                    conn, actor=cli_actor(), role="cli",
-                    action="group.add_member" if adding else "group.remove_member",
-                    target=args.name, details={"devices": list(args.devices)})
-        except (IdentityError, StoreError) as exc:
-            return fail(str(exc), status=1)
+        changed = transactions(database).run(
+            "groups members", change_members_txn, cli_user(), args.name, args.devices,
+            adding=adding, region=general.default_region)
         verb = "added to" if adding else "removed from"
         print(f"{changed} device(s) {verb} group {args.name}")
         return 0

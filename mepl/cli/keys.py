@@ -33,8 +33,7 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 
 from blobstore.config import DatabaseConfig
 from blobstore.database import Database
-from blobstore.server_keys import key_counts_txn, unpinned_count_txn
-from mepl.app.keys import DEFAULT_ROTATION_VALIDITY, Rotation, rotate_server_key
+from mepl.app.keys import DEFAULT_ROTATION_VALIDITY, Rotation, key_usage_txn, rotate_server_key
 from mepl.cli.common import (
     GeneralConfig,
     add_config_options,
@@ -43,7 +42,7 @@ from mepl.cli.common import (
     general_config,
     load_raw_config,
 )
-from mepl.cli.db import cli_actor, run_with_database
+from mepl.cli.db import cli_actor, cli_user, run_with_database, transactions
 from mepl.config import ConfigError, build
 from signing.commands import Command, Opcode, make_command, opcode_from_name, rotate_key_command
 from signing.config import SigningConfig
@@ -300,10 +299,9 @@ def _show(args: argparse.Namespace) -> int:
 
     def body(database: Database, general: GeneralConfig) -> int:
         nonlocal printed
-        with database.engine.connect() as conn:
-            counts = key_counts_txn(conn)
-            shown["devices_unpinned"] = unpinned_count_txn(conn)
-        shown["devices_per_key"] = {str(k): n for k, n in sorted(counts.items())}
+        usage = transactions(database).run("keys show", key_usage_txn, cli_user())
+        shown["devices_unpinned"] = usage.unpinned
+        shown["devices_per_key"] = {str(k): n for k, n in sorted(usage.devices_per_key.items())}
         print(json.dumps(shown, indent=2))
         printed = True
         return 0

@@ -206,3 +206,17 @@ def test_embedded_default_starts_migrates_and_stops(
     pgdata = tmp_path / "state" / "pg"
     assert (pgdata / "PG_VERSION").exists()
     assert not (pgdata / "postmaster.pid").exists()  # stopped when the command ended
+
+
+def test_update_and_enrol_name_the_option_at_fault_and_a_positional_without_one(
+        run: Run) -> None:
+    run("devices", "add", "--imei", _imei(1), "--phone", "+447700900001")
+    code, out, err = run("devices", "update", _imei(1), "--phone", "12")
+    assert (code, out) == (1, "")
+    assert err.strip() == "mepl: error: --phone: phone number '12' is not a valid number"
+    code, _, err = run("devices", "enrol", _imei(1), "--public-key", "zz")
+    assert (code, err.strip()) == (1, "mepl: error: --public-key: not hexadecimal")
+    code, _, err = run("devices", "show", _imei(2))
+    assert code == 1 and err.startswith(f"mepl: error: no device with IMEI {_imei(2)} or")
+    code, _, err = run("groups", "add", "bad name")
+    assert code == 1 and err.startswith("mepl: error: group name 'bad name' must be")
