@@ -45,13 +45,13 @@ SECRET = "s" * 32
 class Rig:
     """One world whose inbound side runs on a FaultyRunner."""
 
-    def __init__(self, fail_at: int | None, mode: str) -> None:
+    def __init__(self, fail_at: int | None, mode: str, group: bool = False) -> None:
         self.w = World.create()
         self.device_id, self.handset = self.w.enrol(IMEI, NUMBER)
         self.runner = FaultyRunner(self.w.pool, fail_at=fail_at, mode=mode)
         config = DispatchConfig(server_number=SERVER_NUMBER, retry_delay_s=5)
         self.worker = InboundWorker(runner=self.runner, clock=self.w.clock, server_id=SERVER_ID,
-                                    config=config, worker="w1")
+                                    config=config, worker="w1", group=group)
         self.receiver = InboundReceiver(runner=self.runner, clock=self.w.clock,
                                         wake=lambda: None, max_rows=1)
         gateways = HttpConfig(gateways={"hosted": HttpGatewayConfig(
@@ -77,6 +77,8 @@ class Rig:
         for _ in range(12):
             results: list[Any] = []
             self.worker.run_once().addBoth(results.append)
+            for _turn in range(8):  # grouped transactions run on the next turns
+                self.w.clock.advance(0)
             if self.w.scalar("SELECT count(*) FROM inbound_queue WHERE state = 'pending'") == 0:
                 return
             self.w.clock.advance(61)
@@ -119,8 +121,10 @@ def _receipt_over_smpp(rig: Rig) -> int:
 
 
 class FaultInjectionTests(SynchronousTestCase):
+    group = False
+
     def sweep(self, scenario: Callable[[Rig], Any], check: Callable[[Rig, Any], None]) -> int:
-        clean = Rig(None, "before")
+        clean = Rig(None, "before", self.group)
         self.addCleanup(clean.close)
         check(clean, scenario(clean))
         boundaries = len(clean.runner.calls)
@@ -128,7 +132,7 @@ class FaultInjectionTests(SynchronousTestCase):
         injected = 0
         for mode in ("before", "after"):
             for n in range(1, boundaries + 1):
-                rig = Rig(n, mode)
+                rig = Rig(n, mode, self.group)
                 self.addCleanup(rig.close)
                 outcome = scenario(rig)
                 injected += len(rig.runner.injected)
@@ -175,3 +179,9 @@ class FaultInjectionTests(SynchronousTestCase):
             self.assertEqual(w.scalar("SELECT count(*) FROM inbound_queue"), 0)
 
         self.sweep(_receipt_over_smpp, check)
+
+
+class GroupedFaultInjectionTests(FaultInjectionTests):
+    """The same, with the worker's look-ups and applies in group commits (as `mepl run` does)."""
+
+    group = True
