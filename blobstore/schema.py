@@ -323,6 +323,8 @@ class InboundQueue(Base):
               postgresql_where=text("state = 'pending'")),
         Index("ix_inbound_queue_receipts", "link", "smsc_message_id",
               postgresql_where=text("kind = 'dlr'")),
+        Index("ix_inbound_queue_waiting", "created_at",
+              postgresql_where=text("state = 'waiting'")),
     )
 
 

@@ -108,6 +108,8 @@ def upgrade() -> None:
                     postgresql_where=sa.text("state = 'pending'"))
     op.create_index("ix_inbound_queue_receipts", "inbound_queue", ["link", "smsc_message_id"],
                     postgresql_where=sa.text("kind = 'dlr'"))
+    op.create_index("ix_inbound_queue_waiting", "inbound_queue", ["created_at"],
+                    postgresql_where=sa.text("state = 'waiting'"))
     # Callbacks acknowledged but never processed under 0002 are queued now.
     op.execute(
         "INSERT INTO inbound_queue (message_id, kind, link) SELECT id, 'callback', link "
