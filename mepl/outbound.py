@@ -94,6 +94,10 @@ class Dispatcher:
         """Stop polling; fires once the round in progress (if any) has finished."""
         return self._rounds.stop()
 
+    def wake(self) -> None:
+        """Commands were queued: claim as soon as the current round is done."""
+        self._rounds.wake()
+
     @inlineCallbacks
     def run_once(self) -> Any:
         """One round: housekeeping when due, then (when a link is up) claim and seal,

@@ -30,6 +30,7 @@ from mepl.inbound import InboundReceiver
 from mepl.metrics import LoopCollector, MetricsResource
 from mepl.outbound import Dispatcher
 from mepl.runtime.inbound_worker import InboundWorker
+from mepl.runtime.notify import NotificationListener
 from mepl.settings import Settings
 from mepl.signer import ServerSigner
 from sms_gateway.channel import OutboundChannel
@@ -103,6 +104,9 @@ class MeplService(MultiService):
             channel_of=lambda link: "smpp" if link in self.binds else "http",
             ready=lambda: any(c.is_up for c in channels.values()))
 
+        self.listener = NotificationListener(engine, reactor, {
+            "mepl_commands": self.dispatcher.wake, "mepl_inbound": self.worker.wake})
+
     def _add_http(self, channels: dict[str, OutboundChannel]) -> None:
         http = self.settings.http
         store = blobstore_callback_store(self.pool)
@@ -147,12 +151,14 @@ class MeplService(MultiService):
         super().startService()  # type: ignore[no-untyped-call]
         self.dispatcher.start()
         self.worker.start()
+        self.listener.start()
         log.info("MEPL started: {binds} SMPP link(s), {gateways} HTTP gateway(s)",
                  binds=len(self.binds), gateways=len(self.settings.http.gateways))
 
     @inlineCallbacks
     def stopService(self) -> Any:  # noqa: N802 - Twisted API
         """Stop in reverse order, flushing stored PDUs before the pool goes."""
+        self.listener.stop()
         yield self.dispatcher.stop()
         yield self.worker.stop()
         yield super().stopService()  # type: ignore[no-untyped-call]
