@@ -71,6 +71,7 @@ from blobstore.importer import ImportRow, import_rows_txn
 from blobstore.migrate import upgrade
 from blobstore.server_keys import pin_unpinned_txn
 from mepl.fleet import SimulatedDevice, SimulatedFleet
+from mepl.settings import DispatchConfig
 from signing.alerts import make_alert
 from signing.handset import Handset
 from signing.keys import SigningKey, device_key_id
@@ -355,7 +356,9 @@ def toml_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
-def mepl_config(port: int, password: str, options: argparse.Namespace) -> str:
+def mepl_settings(options: argparse.Namespace, port: int = 0,
+                  password: str = "") -> dict[str, dict[str, Any]]:
+    """The mepl processes' configuration by TOML section, ``--set`` applied."""
     sections: dict[str, dict[str, Any]] = {
         "mepl": {"log_level": options.log_level},
         "dispatch": {"server_number": SERVER},
@@ -370,6 +373,11 @@ def mepl_config(port: int, password: str, options: argparse.Namespace) -> str:
         except ValueError:
             value = raw
         sections.setdefault(section, {})[name] = value
+    return sections
+
+
+def mepl_config(port: int, password: str, options: argparse.Namespace) -> str:
+    sections = mepl_settings(options, port, password)
     return "".join(f"[{section}]\n" + "".join(f"{k} = {toml_value(v)}\n"
                                               for k, v in values.items())
                    for section, values in sections.items())
@@ -487,6 +495,8 @@ class Run:
         self.checks: dict[str, tuple[int, int]] = {}
         self.mepl: list[MeplProcess] = []
         self.phase_name = "setup"
+        self.poll_interval = float(mepl_settings(ctx.options)["dispatch"].get(
+            "poll_interval_s", DispatchConfig.poll_interval_s))
 
     def fail(self, message: str) -> BenchError:
         return BenchError(f"run {self.index + 1}, {self.phase_name}: {message}")
@@ -605,7 +615,10 @@ class Run:
             if k >= WARMUP:
                 to_submit.append((submitted_at - committed) * 1000)
                 round_trip.append((finished - committed) * 1000)
-            await sleep(self.reactor, rng.uniform(0.05, 0.15))
+            # Each command starts just after the previous one finished, which is locked
+            # to the dispatcher's poll; a pause spread over a whole poll interval makes
+            # the moment of the next insert uniform over the poll's phase again.
+            await sleep(self.reactor, 0.05 + rng.uniform(0, self.poll_interval))
         self.result["latency_ms"] = {"to_submit": [round(v, 2) for v in to_submit],
                                      "round_trip": [round(v, 2) for v in round_trip]}
         if to_submit:
@@ -686,7 +699,7 @@ class Run:
 
     def _settled(self) -> bool:
         stats = self.sim.stats
-        if stats["receipts"] < stats["accepted"] - stats["rejected"]:
+        if stats["receipts"] < stats["accepted"]:  # a receipt per accepted submit, sent yet?
             return False
         queue = self.harness_db.scalar("SELECT count(*) FROM inbound_queue")
         dlr = self.harness_db.scalar("SELECT count(*) FROM messages WHERE kind = 'dlr'")
