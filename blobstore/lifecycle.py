@@ -11,6 +11,9 @@ independent of ``mepl``.  Two ways in:
 - :func:`bulk_transition_txn`: one event for every command matching a
   condition, in the states the table moves with that event (claims,
   expiry, resends); rows locked by someone else are skipped, not waited for.
+- :func:`transition_many_txn`: a batch of (command, event) pairs, each with
+  its own details and fields, in three statements whatever the batch size
+  (lock, update, events): the inbound worker's receipts and replies.
 
 Each state change appends a ``command_events`` row in the same
 transaction: the command's history, and the feed of live events.
@@ -18,12 +21,13 @@ transaction: the command's history, and the feed of live events.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, insert, select, text, update
 
 from blobstore.schema import command_events, commands
 
@@ -105,6 +109,104 @@ def transition_txn(conn: Connection, command_id: int, event: str, *, machine: Ma
     record_events_txn(conn, [done], event=event, actor=actor, now=now,
                       details=_with_note(details, machine.note(row.state, event)))
     return done
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event for one command in a :func:`transition_many_txn` batch.
+
+    ``fields``: only ``result``, ``last_error`` and ``next_attempt_at``
+    (set when the state changes, as :func:`transition_txn` does).
+    """
+
+    command_id: int
+    event: str
+    actor: str
+    details: Mapping[str, Any] | None = None
+    fields: Mapping[str, Any] | None = None
+
+
+_MANY_FIELDS = ("result", "last_error", "next_attempt_at")
+
+_LOCK_MANY = text(
+    "SELECT id, state, device_id FROM commands WHERE id = ANY(CAST(:ids AS bigint[])) "
+    "ORDER BY id FOR UPDATE"
+)
+_UPDATE_MANY = text(
+    "UPDATE commands AS c SET state = v.state, updated_at = :now, "
+    "finished_at = CASE WHEN v.terminal THEN :now ELSE c.finished_at END, "
+    "claimed_by = CASE WHEN v.state = 'queued' THEN NULL ELSE c.claimed_by END, "
+    "claimed_at = CASE WHEN v.state = 'queued' THEN NULL ELSE c.claimed_at END, "
+    "result = CASE WHEN v.set_result THEN CAST(v.result AS jsonb) ELSE c.result END, "
+    "last_error = CASE WHEN v.set_error THEN v.last_error ELSE c.last_error END, "
+    "next_attempt_at = CASE WHEN v.set_next THEN v.next_attempt_at ELSE c.next_attempt_at END "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), "
+    "CAST(:terminal AS boolean[]), CAST(:set_result AS boolean[]), CAST(:results AS text[]), "
+    "CAST(:set_error AS boolean[]), CAST(:errors AS text[]), CAST(:set_next AS boolean[]), "
+    "CAST(:nexts AS timestamptz[])) "
+    "AS v(id, state, terminal, set_result, result, set_error, last_error, set_next, "
+    "next_attempt_at) WHERE c.id = v.id"
+)
+
+
+def transition_many_txn(conn: Connection, changes: Sequence[Change], *, machine: Machine,
+                        now: datetime) -> list[Transition | None]:
+    """Apply each change in order; one result per change (None: no such command).
+
+    Rows are locked in id order (no deadlock between two batches); a
+    command named twice takes its events in the order given.  Raises what
+    ``machine.next_state`` raises, for the whole batch.
+    """
+    for change in changes:
+        _check_fields(change.fields or {})
+        if set(change.fields or {}) - set(_MANY_FIELDS):
+            raise TypeError("transition_many_txn sets only " + ", ".join(_MANY_FIELDS))
+    ids = sorted({c.command_id for c in changes})
+    current: dict[int, tuple[str, int]] = {
+        int(r.id): (str(r.state), int(r.device_id))
+        for r in conn.execute(_LOCK_MANY, {"ids": ids})} if ids else {}
+    done: list[Transition | None] = []
+    final: dict[int, dict[str, Any]] = {}
+    events: list[dict[str, Any]] = []
+    for change in changes:
+        now_state = current.get(change.command_id)
+        if now_state is None:
+            done.append(None)
+            continue
+        state, device_id = now_state
+        to_state = str(machine.next_state(state, change.event))
+        step = Transition(change.command_id, device_id, state, to_state)
+        done.append(step)
+        if not step.changed:
+            continue
+        current[change.command_id] = (to_state, device_id)
+        row = final.setdefault(change.command_id, {})
+        row["state"] = to_state
+        row.update(change.fields or {})
+        events.append({"command_id": change.command_id, "device_id": device_id,
+                       "from_state": state, "to_state": to_state, "event": change.event,
+                       "actor": change.actor, "at": now,
+                       "details": _with_note(change.details, machine.note(state, change.event))})
+    if final:
+        conn.execute(_UPDATE_MANY, _many_params(final, machine, now))
+        conn.execute(insert(command_events), events)
+    return done
+
+
+def _many_params(final: Mapping[int, Mapping[str, Any]], machine: Machine,
+                 now: datetime) -> dict[str, Any]:
+    rows = list(final.items())
+    return {
+        "now": now, "ids": [i for i, _ in rows], "states": [r["state"] for _, r in rows],
+        "terminal": [r["state"] in machine.TERMINAL for _, r in rows],
+        "set_result": ["result" in r for _, r in rows],
+        "results": [json.dumps(r["result"]) if r.get("result") is not None else None
+                    for _, r in rows],
+        "set_error": ["last_error" in r for _, r in rows],
+        "errors": [r.get("last_error") for _, r in rows],
+        "set_next": ["next_attempt_at" in r for _, r in rows],
+        "nexts": [r.get("next_attempt_at") for _, r in rows],
+    }
 
 
 def _with_note(details: Mapping[str, Any] | None, note: str | None) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """The outbound half of the loop: queued command rows become signed SMS on a link.
 
-Every ``poll_interval_s`` the dispatcher claims due commands in one
-transaction (``FOR UPDATE SKIP LOCKED``, security commands first), which also
+Every ``poll_interval_s``, or at once when woken, the dispatcher claims due
+commands in one transaction (``FOR UPDATE SKIP LOCKED``, security commands first), which also
 seals new frames and commits them; then it submits each frame through the
-router and records the outcome.  Several MEPL processes can run dispatchers
+router and records the outcomes in one transaction.  ``dispatch_lanes``
+such rounds run at once, so that a round's claim and sealing overlap
+another's wait for the SMSC's answers.  Several MEPL processes can run dispatchers
 on one database: the claim is the only coordination they need.
 """
 
@@ -29,7 +31,7 @@ from mepl.runtime.outbound_txn import (
     housekeeping_txn,
     record_submits_txn,
 )
-from mepl.runtime.rounds import Rounds
+from mepl.runtime.rounds import Lanes
 from mepl.settings import DispatchConfig
 from signing.transport import DEVICE_PORT, SERVER_PORT
 from sms_gateway.addresses import mask_msisdn
@@ -77,10 +79,12 @@ class Dispatcher:
         self._worker = worker
         self._channel_of = channel_of or (lambda link: "smpp")
         self._ready = ready or (lambda: True)
-        self._rounds = Rounds(clock, self.run_once, idle_s=config.poll_interval_s,
-                              busy=lambda claimed: claimed >= config.claim_batch,
-                              name="dispatch")
+        self._rounds = Lanes(clock, self.run_once, count=config.dispatch_lanes,
+                             idle_s=config.poll_interval_s,
+                             busy=lambda claimed: claimed >= config.claim_batch,
+                             name="dispatch")
         self._next_housekeeping = 0.0
+        self._housekeeping: Deferred[Housekeeping] | None = None
         self.stats = DispatchStats()
 
     def _now(self) -> datetime:
@@ -102,8 +106,12 @@ class Dispatcher:
     def run_once(self) -> Any:
         """One round: housekeeping when due, then (when a link is up) claim and seal,
         submit each, record each outcome; returns how many commands were claimed."""
-        if self._clock.seconds() >= self._next_housekeeping:
-            yield self.housekeeping()
+        if self._clock.seconds() >= self._next_housekeeping and self._housekeeping is None:
+            self._housekeeping = self.housekeeping()
+            try:
+                yield self._housekeeping
+            finally:
+                self._housekeeping = None
         if not self._ready():  # no link up: leave the queue to processes that can send
             return 0
         ready: list[ReadyCommand] = yield self._runner.run_interaction(

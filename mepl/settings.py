@@ -56,6 +56,9 @@ class DispatchConfig:
     process that stopped is taken over after ``callback_grace_s``; an item
     that failed ``max_inbound_attempts`` times is parked for an operator.  A
     receipt for a submit never recorded is dropped after ``receipt_wait_s``.
+    ``dispatch_lanes`` dispatch rounds (claim, seal, submit, record) and
+    ``inbound_lanes`` worker rounds run at once in each process, so one
+    round's claim overlaps another's wait for the SMSC or the store.
     An alert raised more than ``alert_max_age_s`` ago or more than
     ``alert_max_skew_s`` in the future is refused.
     """
@@ -75,6 +78,8 @@ class DispatchConfig:
     receipt_wait_s: float = 86400.0
     alert_max_age_s: float = 259200.0
     alert_max_skew_s: float = 600.0
+    dispatch_lanes: int = 2
+    inbound_lanes: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server_number", _sender_address(self.server_number))
@@ -89,6 +94,8 @@ class DispatchConfig:
             raise ValueError("every interval and timeout must be > 0")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not (1 <= self.dispatch_lanes <= 16 and 1 <= self.inbound_lanes <= 16):
+            raise ValueError("dispatch_lanes and inbound_lanes must be between 1 and 16")
 
 
 def _sender_address(written: str) -> str:

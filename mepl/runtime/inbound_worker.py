@@ -20,7 +20,7 @@ A failure puts the item back with a growing delay; after
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from twisted.logger import Logger
 
 from blobstore.devices import device_by_imei_txn
 from blobstore.grouping import GroupingRunner
+from blobstore.inbound_bulk import ReplyTarget, reply_targets_txn
 from blobstore.inbound_queue import (
     QueueEntry,
     claim_entries_txn,
@@ -40,6 +41,7 @@ from blobstore.parts import Collected, collect_parts_txn
 from blobstore.pool import Clock, InteractionRunner
 from blobstore.replies import reply_context_txn
 from mepl.core.policy import decide_alert
+from mepl.runtime.inbound_batch import VerifiedReply, apply_receipts_txn, apply_replies_txn
 from mepl.runtime.inbound_txn import (
     Applied,
     ReceiptFacts,
@@ -50,7 +52,7 @@ from mepl.runtime.inbound_txn import (
     finish_part_txn,
     reject_txn,
 )
-from mepl.runtime.rounds import Rounds
+from mepl.runtime.rounds import Lanes
 from mepl.settings import DispatchConfig
 from signing.errors import FrameRejected, Reason
 from signing.frames import open_alert, open_reply, peek_alert, peek_reply
@@ -120,9 +122,10 @@ class InboundWorker:
         self.reparse = reparse
         self._policy_ttl = policy_ttl
         self._on_event = on_event or (lambda kind, data: None)
-        self._rounds = Rounds(clock, self.run_once, idle_s=config.poll_interval_s,
-                              busy=lambda claimed: claimed >= config.inbound_batch,
-                              name="inbound")
+        self._rounds = Lanes(clock, self.run_once, count=config.inbound_lanes,
+                             idle_s=config.poll_interval_s,
+                             busy=lambda claimed: claimed >= config.inbound_batch,
+                             name="inbound")
         self.counts: Counter[str] = Counter()
 
     def _now(self) -> datetime:
@@ -149,10 +152,137 @@ class InboundWorker:
             "claim_inbound", claim_entries_txn, worker=self._worker, now=self._now(),
             lease=timedelta(seconds=self._config.callback_grace_s),
             limit=self._config.inbound_batch)
-        # Items are independent: worked on together, so that their look-ups and
-        # their apply transactions can share commits (see ``group`` above).
-        yield DeferredList([self._one(entry) for entry in entries], consumeErrors=True)
+        # Items are independent: worked on together.  Receipts and single-part
+        # MOs go through set-based batch transactions; the rest one by one,
+        # their look-ups and applies sharing commits (see ``group`` above).
+        receipts = [e for e in entries if e.kind == "dlr"]
+        singles = [e for e in entries if e.kind == "mo" and (e.part_total or 1) == 1]
+        others = [e for e in entries if e not in receipts and e not in singles]
+        work = [self._one(entry) for entry in others]
+        if receipts:
+            work.append(self._receipts(receipts))
+        if singles:
+            work.append(self._singles(singles))
+        yield DeferredList(work, consumeErrors=True)
         return len(entries)
+
+    @inlineCallbacks
+    def _batch_failed(self, what: str, batch: Sequence[QueueEntry], exc: Exception) -> Any:
+        """A batch transaction failed as a whole: apply its items one by one instead."""
+        self.counts["inbound_batch_fallbacks"] += 1
+        log.warn("{what} batch of {n} failed, applying one by one: {error}", what=what,
+                 n=len(batch), error=f"{type(exc).__name__}: {exc}")
+        yield DeferredList([self._one(entry) for entry in batch], consumeErrors=True)
+
+    def _counted(self, entry: QueueEntry, outcome: Applied) -> Deferred[Any] | None:
+        self.counts[f"inbound_{outcome.outcome}"] += 1
+        if outcome.outcome != "retry":
+            return None
+        d: Deferred[Any] = self._control.run_interaction(
+            "requeue_inbound", requeue_txn, entry.id, available_at=self._now(),
+            error=outcome.detail)
+        return d
+
+    # ------------------------------------------------------------ batches
+    @inlineCallbacks
+    def _receipts(self, batch: list[QueueEntry]) -> Any:
+        now = self._now()
+        items = [(e.id, _receipt_facts(e)) for e in batch]
+        try:
+            outcomes: list[Applied] = yield self._control.run_interaction(
+                f"apply_receipts[{len(items)}]", apply_receipts_txn, worker=self._worker,
+                receipts=items, now=now,
+                retry_at=now + timedelta(seconds=self._config.retry_delay_s))
+        except Exception as exc:
+            yield self._batch_failed("receipt", batch, exc)
+            return None
+        for entry, (_, facts), outcome in zip(batch, items, outcomes, strict=True):
+            self._counted(entry, outcome)
+            if outcome.outcome != "lost":
+                self.counts[f"receipt_{facts.status}"] += 1
+            if outcome.new_state is not None:
+                self._on_event("command", {"command_id": outcome.command_id,
+                                           "state": outcome.new_state})
+        return None
+
+    @inlineCallbacks
+    def _singles(self, batch: list[QueueEntry]) -> Any:
+        """Single-part MOs: replies verified and applied as a batch, the rest one by one."""
+        replies: list[tuple[QueueEntry, bytes, Any]] = []
+        rest: list[Deferred[Any]] = []
+        for entry in batch:
+            try:
+                payload = (split_user_data(entry.payload)[1] if (entry.meta or {}).get("udh")
+                           else entry.payload)
+                frame = _frame_of(payload, (entry.meta or {}).get("armoured"))
+                if frame and frame[0] & 0x0F == TYPE_REPLY:
+                    replies.append((entry, frame, peek_reply(frame)))
+                    continue
+            except (FrameRejected, ValueError):
+                pass  # the one-item path rejects it, with its reason
+            rest.append(self._one(entry))
+        if replies:
+            rest.append(self._replies(replies))
+        yield DeferredList(rest, consumeErrors=True)
+
+    @inlineCallbacks
+    def _replies(self, batch: list[tuple[QueueEntry, bytes, Any]]) -> Any:
+        entries = [entry for entry, _, _ in batch]
+        try:
+            targets: list[ReplyTarget | None] = yield self._control.run_interaction(
+                f"reply_targets[{len(batch)}]", reply_targets_txn,
+                [(h.imei, h.command_key_id, h.command_counter) for _, _, h in batch])
+        except Exception as exc:
+            yield self._batch_failed("reply", entries, exc)
+            return None
+        verified: list[tuple[QueueEntry, VerifiedReply, str | None]] = []
+        rejected: list[Deferred[Any]] = []
+        for (entry, frame, header), target in zip(batch, targets, strict=True):
+            try:
+                if target is None:
+                    raise FrameRejected(Reason.WRONG_COMMAND)
+                key = VerifyKey.from_raw(target.key_id, target.public_key)
+                reply = open_reply(frame, device_key=key, server_id=self._server_id,
+                                   imei=header.imei, command_frame=target.frame)
+            except FrameRejected as exc:
+                rejected.append(self._reject_one(entry, exc.reason.value))
+                continue
+            status = reply.status.name.lower()
+            result = {"status": status,
+                      "items": [{"tag": tag, "value": value.hex()} for tag, value in reply.items]}
+            verified.append((entry, VerifiedReply(
+                entry.id, (entry.message_id,), target.device_id, target.public_key,
+                target.command_id, status == "ok", result), target.opcode))
+        if verified:
+            rejected.append(self._apply_replies(verified))
+        yield DeferredList(rejected, consumeErrors=True)
+
+    @inlineCallbacks
+    def _reject_one(self, entry: QueueEntry, reason: str) -> Any:
+        outcome: Applied = yield self._reject(entry, [entry.message_id], reason,
+                                              entry.peer or "")
+        self._counted(entry, outcome)
+
+    @inlineCallbacks
+    def _apply_replies(self, verified: list[tuple[QueueEntry, VerifiedReply, str | None]]) -> Any:
+        try:
+            outcomes: list[Applied] = yield self._control.run_interaction(
+                f"apply_replies[{len(verified)}]", apply_replies_txn, worker=self._worker,
+                replies=[v for _, v, _ in verified], now=self._now())
+        except Exception as exc:
+            yield self._batch_failed("reply", [e for e, _, _ in verified], exc)
+            return None
+        requeues = []
+        for (entry, reply, opcode), outcome in zip(verified, outcomes, strict=True):
+            requeues.append(self._counted(entry, outcome))
+            if outcome.outcome in ("applied", "duplicate"):
+                self.counts["replies" if outcome.outcome == "applied"
+                            else "replies_duplicate"] += 1
+            if outcome.outcome == "applied":
+                self._on_event("reply", {"command_id": reply.command_id, "opcode": opcode,
+                                         **reply.result})
+        yield DeferredList([d for d in requeues if d is not None], consumeErrors=True)
+        return None
 
     @inlineCallbacks
     def _one(self, entry: QueueEntry) -> Any:
@@ -191,10 +321,9 @@ class InboundWorker:
         if entry.kind == "callback":
             return self._callback(entry)
         if entry.kind == "dlr":
-            meta = entry.meta or {}
-            status = DeliveryStatus(meta.get("status", "unknown"))
-            return self._receipt(entry, entry.message_id, str(entry.link),
-                                 str(entry.smsc_message_id), status)
+            facts = _receipt_facts(entry)
+            return self._receipt(entry, entry.message_id, facts.link, facts.smsc_message_id,
+                                 DeliveryStatus(facts.status))
         return self._mo(entry)
 
     # ------------------------------------------------------------ receipts
@@ -356,6 +485,13 @@ class InboundWorker:
             self._on_event("alert", {"device_id": device.id, "alert": opened.alert.name,
                                      "lock_command_id": outcome.lock_command_id})
         return outcome
+
+
+def _receipt_facts(entry: QueueEntry) -> ReceiptFacts:
+    """What a stored SMPP receipt's queue row says."""
+    status = DeliveryStatus((entry.meta or {}).get("status", "unknown"))
+    return ReceiptFacts(entry.message_id, str(entry.link), str(entry.smsc_message_id),
+                        status.value, status.is_final, status is DeliveryStatus.DELIVERED)
 
 
 def _frame_of(payload: bytes, armoured: str | None) -> bytes:

@@ -1,5 +1,9 @@
 """A loop of rounds on an injected clock: the shape of the dispatcher and the inbound worker.
 
+:class:`Lanes` runs several such loops over the same ``run_once``, so that
+one round's database work overlaps another's wait (the SMSC's answers, the
+store's commits); each round claims its own rows (``SKIP LOCKED``).
+
 One round runs at a time.  When a round ends the next is scheduled at once
 if it was busy (``busy(result)``) or someone called :meth:`Rounds.wake`
 meanwhile, otherwise after ``idle_s``.  A failed round is logged and counts
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -81,3 +85,27 @@ class Rounds:
                 self._timer = self._clock.callLater(delay, self._tick)
 
         self._running.addBoth(next_round)
+
+
+class Lanes:
+    """``count`` :class:`Rounds` over one ``run_once``, started, woken and stopped together."""
+
+    def __init__(self, clock: Clock, run_once: Callable[[], Deferred[Any]], *, count: int,
+                 idle_s: float, busy: Callable[[Any], bool], name: str) -> None:
+        self._lanes = [Rounds(clock, run_once, idle_s=idle_s, busy=busy, name=f"{name}[{i}]")
+                       for i in range(max(count, 1))]
+
+    def start(self) -> None:
+        """Start every lane (their first rounds run now)."""
+        for lane in self._lanes:
+            lane.start()
+
+    def wake(self) -> None:
+        """Run a round in every lane as soon as it is free."""
+        for lane in self._lanes:
+            lane.wake()
+
+    def stop(self) -> Deferred[None]:
+        """Stop every lane; fires once the rounds in progress have finished."""
+        d = DeferredList([lane.stop() for lane in self._lanes], consumeErrors=True)
+        return d.addCallback(lambda _: None)

@@ -45,8 +45,10 @@ class GroupedWorkerTests(SynchronousTestCase):
                          40)
         self.assertEqual(w.scalar("SELECT state FROM devices"), "lost")
         self.assertEqual(w.scalar("SELECT count(*) FROM inbound_queue"), 0)
-        # claim + one group of look-ups + one group of applies
-        self.assertLessEqual(len(counting.calls), 3, counting.calls)
+        # claim + one set-based transaction for the 40 receipts + the alert's
+        # look-up and its apply
+        self.assertEqual(len(counting.calls), 4, counting.calls)
+        self.assertEqual([c for c in counting.calls if "receipt" in c], ["apply_receipts[40]"])
 
 
 def _receipt(w: World, command_id: int) -> DeliveryReceipt:

@@ -72,10 +72,6 @@ class TwoOsProcessTests(TestCase):
                 set_device_state_txn(conn, record.id, "provisioned")
                 ids.append(record.id)
             add_members_txn(conn, "fleet", ids)
-            insert_group_commands_txn(conn, "fleet", NewCommand(
-                opcode="status_query", requested_by="test",
-                arguments={"features": ["battery", "signal"]},
-                not_after=datetime.now(UTC) + timedelta(hours=1)))
         procs = []
         for n in (1, 2):
             config = state / f"mepl-{n}.toml"
@@ -103,6 +99,12 @@ window = 5
                 if sim.bound_count() == 2:
                     break
                 yield deferLater(reactor, 0.1, lambda: None)
+            # The fan-out is queued once both are bound, so that neither drains it alone.
+            with engine.begin() as conn:
+                insert_group_commands_txn(conn, "fleet", NewCommand(
+                    opcode="status_query", requested_by="test",
+                    arguments={"features": ["battery", "signal"]},
+                    not_after=datetime.now(UTC) + timedelta(hours=1)))
             # Inbound traffic while the fan-out runs: signed alerts from ten devices.
             yield gatherResults([fleet.raise_alert(d.msisdn, "invalid_sim")
                                  for d in devices[:ALERTS]])

@@ -1,0 +1,187 @@
+"""Set-based statements for applying a batch of inbound items in one transaction.
+
+Each function here does for a whole batch what its one-item counterpart
+does for one (:func:`blobstore.inbound_queue.lock_entry_txn`,
+:func:`blobstore.replies.link_messages_txn`...), in one statement whatever
+the batch size.  The statements are plain SQL over arrays (``unnest``), built
+once at import, so a batch costs a few round trips and no statement
+building.  Rows are locked in id order, as every other batch does, so two
+batches never deadlock on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, text
+
+_LOCK_ENTRIES = text(
+    "SELECT id FROM inbound_queue WHERE id = ANY(CAST(:ids AS bigint[])) "
+    "AND claimed_by = :worker ORDER BY id FOR UPDATE"
+)
+_FINISH_ENTRIES = text("DELETE FROM inbound_queue WHERE id = ANY(CAST(:ids AS bigint[]))")
+_SENT_PARTS = text(
+    "SELECT DISTINCT ON (v.n) v.n, m.id, m.command_id, m.device_id, m.part_total "
+    "FROM unnest(CAST(:links AS text[]), CAST(:smsc_ids AS text[])) "
+    "WITH ORDINALITY AS v(link, smsc_id, n) "
+    "JOIN messages AS m ON m.link = v.link AND m.smsc_message_id = v.smsc_id "
+    "AND m.kind = 'mt' AND m.direction = 'out' ORDER BY v.n, m.id DESC"
+)
+_PART_STATUS = text(
+    "UPDATE messages AS m SET meta = coalesce(m.meta, '{}'::jsonb) "
+    "|| jsonb_build_object('status', v.status) "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[])) AS v(id, status) "
+    "WHERE m.id = v.id"
+)
+_LINK = text(
+    "UPDATE messages AS m SET device_id = coalesce(v.device_id, m.device_id), "
+    "command_id = coalesce(v.command_id, m.command_id), error = coalesce(v.error, m.error) "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:devices AS bigint[]), "
+    "CAST(:commands AS bigint[]), CAST(:errors AS text[])) "
+    "AS v(id, device_id, command_id, error) WHERE m.id = v.id"
+)
+_TOUCH = text(
+    "UPDATE devices AS d SET last_seen_at = v.at "
+    "FROM (SELECT id, max(at) AS at FROM unnest(CAST(:ids AS bigint[]), "
+    "CAST(:ats AS timestamptz[])) AS u(id, at) GROUP BY id) AS v "
+    "WHERE d.id = v.id AND (d.last_seen_at IS NULL OR d.last_seen_at < v.at)"
+)
+_LOCK_DEVICES = text(
+    "SELECT id, public_key, state FROM devices WHERE id = ANY(CAST(:ids AS bigint[])) "
+    "ORDER BY id FOR UPDATE"
+)
+_REPLY_CONTEXTS = text(
+    "SELECT v.n, d.id AS device_id, d.key_id, d.public_key, c.id AS command_id, c.state, "
+    "c.frame, c.opcode "
+    "FROM unnest(CAST(:imeis AS text[]), CAST(:key_ids AS integer[]), "
+    "CAST(:counters AS bigint[])) WITH ORDINALITY AS v(imei, key_id, counter, n) "
+    "JOIN devices AS d ON d.imei = v.imei "
+    "JOIN commands AS c ON c.device_id = d.id AND c.key_id = v.key_id "
+    "AND c.counter = v.counter"
+)
+_COMMAND_OPCODES = text(
+    "SELECT id, opcode, arguments FROM commands WHERE id = ANY(CAST(:ids AS bigint[]))"
+)
+
+
+def lock_entries_txn(conn: Connection, entry_ids: Sequence[int], worker: str) -> set[int]:
+    """Lock the claimed items still held by ``worker``; the ids of those (others were lost)."""
+    if not entry_ids:
+        return set()
+    return {int(r.id) for r in conn.execute(_LOCK_ENTRIES, {"ids": list(entry_ids),
+                                                             "worker": worker})}
+
+
+def finish_entries_txn(conn: Connection, entry_ids: Iterable[int]) -> None:
+    """The items are applied: remove them from the queue."""
+    ids = list(entry_ids)
+    if ids:
+        conn.execute(_FINISH_ENTRIES, {"ids": ids})
+
+
+@dataclass(frozen=True)
+class SentPart:
+    """The ``mt`` part a receipt is about (its command and device, if known)."""
+
+    message_id: int
+    command_id: int | None
+    device_id: int | None
+    part_total: int
+
+
+def sent_parts_txn(conn: Connection,
+                   keys: Sequence[tuple[str, str]]) -> list[SentPart | None]:
+    """For each (link, SMSC message id), the latest ``mt`` part submitted with it, or None."""
+    if not keys:
+        return []
+    found: dict[int, SentPart] = {}
+    for r in conn.execute(_SENT_PARTS, {"links": [k[0] for k in keys],
+                                        "smsc_ids": [k[1] for k in keys]}):
+        found[int(r.n)] = SentPart(int(r.id), r.command_id, r.device_id,
+                                   int(r.part_total or 1))
+    return [found.get(n) for n in range(1, len(keys) + 1)]
+
+
+def set_part_status_txn(conn: Connection, statuses: Mapping[int, str]) -> None:
+    """Record each part's latest receipt status in its ``meta`` (``status``)."""
+    if statuses:
+        conn.execute(_PART_STATUS, {"ids": list(statuses), "statuses": list(statuses.values())})
+
+
+@dataclass(frozen=True)
+class Link:
+    """What was learnt about one stored inbound row (None: left as it is)."""
+
+    message_id: int
+    device_id: int | None = None
+    command_id: int | None = None
+    error: str | None = None
+
+
+def link_many_txn(conn: Connection, links: Sequence[Link]) -> None:
+    """Attach devices, commands and errors to stored rows (never their bytes)."""
+    if links:
+        conn.execute(_LINK, {"ids": [k.message_id for k in links],
+                             "devices": [k.device_id for k in links],
+                             "commands": [k.command_id for k in links],
+                             "errors": [k.error for k in links]})
+
+
+def touch_many_txn(conn: Connection, seen: Sequence[tuple[int, datetime]]) -> None:
+    """Record when each device was last heard from (never moves backwards)."""
+    if seen:
+        conn.execute(_TOUCH, {"ids": [s[0] for s in seen], "ats": [s[1] for s in seen]})
+
+
+def lock_devices_txn(conn: Connection,
+                     device_ids: Iterable[int]) -> dict[int, tuple[bytes | None, str]]:
+    """Lock device rows in id order: ``{id: (public key, state)}``."""
+    ids = sorted(set(device_ids))
+    if not ids:
+        return {}
+    return {int(r.id): (bytes(r.public_key) if r.public_key is not None else None, str(r.state))
+            for r in conn.execute(_LOCK_DEVICES, {"ids": ids})}
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """The command a reply claims to answer, and what verifying it needs."""
+
+    device_id: int
+    key_id: int
+    public_key: bytes
+    command_id: int
+    command_state: str
+    frame: bytes
+    opcode: str
+
+
+def reply_targets_txn(conn: Connection,
+                      claims: Sequence[tuple[str, int, int]]) -> list[ReplyTarget | None]:
+    """For each (IMEI, server key id, counter), its command and the device's key.
+
+    None where there is no such command, or it has no frame, or the device no key.
+    """
+    if not claims:
+        return []
+    found: dict[int, ReplyTarget] = {}
+    for r in conn.execute(_REPLY_CONTEXTS, {"imeis": [c[0] for c in claims],
+                                            "key_ids": [c[1] for c in claims],
+                                            "counters": [c[2] for c in claims]}):
+        if r.frame is not None and r.public_key is not None:
+            found[int(r.n)] = ReplyTarget(int(r.device_id), int(r.key_id or 0),
+                                          bytes(r.public_key), int(r.command_id), str(r.state),
+                                          bytes(r.frame), str(r.opcode))
+    return [found.get(n) for n in range(1, len(claims) + 1)]
+
+
+def command_opcodes_txn(conn: Connection,
+                        command_ids: Iterable[int]) -> dict[int, tuple[str, dict[str, object]]]:
+    """``{id: (opcode, arguments)}`` of these commands."""
+    ids = sorted(set(command_ids))
+    if not ids:
+        return {}
+    return {int(r.id): (str(r.opcode), dict(r.arguments or {}))
+            for r in conn.execute(_COMMAND_OPCODES, {"ids": ids})}
