@@ -49,8 +49,16 @@ _TOUCH = text(
     "WHERE d.id = v.id AND (d.last_seen_at IS NULL OR d.last_seen_at < v.at)"
 )
 _LOCK_DEVICES = text(
-    "SELECT id, public_key, state FROM devices WHERE id = ANY(CAST(:ids AS bigint[])) "
-    "ORDER BY id FOR UPDATE"
+    "SELECT id, public_key, state, counter_hwm, counter_window FROM devices "
+    "WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE"
+)
+_SET_WINDOWS = text(
+    "UPDATE devices AS d SET counter_hwm = v.hwm, counter_window = v.win "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:hwms AS bigint[]), CAST(:wins AS bigint[])) "
+    "AS v(id, hwm, win) WHERE d.id = v.id"
+)
+_DEVICE_KEYS = text(
+    "SELECT imei, id, key_id, public_key FROM devices WHERE imei = ANY(CAST(:imeis AS text[]))"
 )
 _REPLY_CONTEXTS = text(
     "SELECT v.n, d.id AS device_id, d.key_id, d.public_key, c.id AS command_id, c.state, "
@@ -135,14 +143,51 @@ def touch_many_txn(conn: Connection, seen: Sequence[tuple[int, datetime]]) -> No
         conn.execute(_TOUCH, {"ids": [s[0] for s in seen], "ats": [s[1] for s in seen]})
 
 
-def lock_devices_txn(conn: Connection,
-                     device_ids: Iterable[int]) -> dict[int, tuple[bytes | None, str]]:
-    """Lock device rows in id order: ``{id: (public key, state)}``."""
+@dataclass(frozen=True)
+class HeldDevice:
+    """A device row locked for applying: its key, state and replay window."""
+
+    public_key: bytes | None
+    state: str
+    counter_hwm: int
+    counter_window: int
+
+
+def lock_devices_txn(conn: Connection, device_ids: Iterable[int]) -> dict[int, HeldDevice]:
+    """Lock device rows in id order."""
     ids = sorted(set(device_ids))
     if not ids:
         return {}
-    return {int(r.id): (bytes(r.public_key) if r.public_key is not None else None, str(r.state))
+    return {int(r.id): HeldDevice(bytes(r.public_key) if r.public_key is not None else None,
+                                  str(r.state), int(r.counter_hwm), int(r.counter_window))
             for r in conn.execute(_LOCK_DEVICES, {"ids": ids})}
+
+
+def set_windows_txn(conn: Connection, windows: Mapping[int, tuple[int, int]]) -> None:
+    """Store each device's new (high-water mark, window) of its replay counters."""
+    if windows:
+        conn.execute(_SET_WINDOWS, {"ids": list(windows),
+                                    "hwms": [w[0] for w in windows.values()],
+                                    "wins": [w[1] for w in windows.values()]})
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    """What verifying a device's frame needs."""
+
+    device_id: int
+    key_id: int
+    public_key: bytes
+
+
+def device_keys_txn(conn: Connection, imeis: Iterable[str]) -> dict[str, DeviceKey]:
+    """The enrolled devices among these IMEIs, by IMEI (devices without a key left out)."""
+    wanted = sorted(set(imeis))
+    if not wanted:
+        return {}
+    return {str(r.imei): DeviceKey(int(r.id), int(r.key_id or 0), bytes(r.public_key))
+            for r in conn.execute(_DEVICE_KEYS, {"imeis": wanted})
+            if r.public_key is not None}
 
 
 @dataclass(frozen=True)

@@ -50,19 +50,15 @@ def reply_context_txn(conn: Connection, imei: str, key_id: int,
     return ReplyContext(device, int(row.id), row.state, bytes(row.frame), row.opcode)
 
 
-def accept_device_counter_txn(conn: Connection, device_id: int, counter: int) -> bool:
-    """Check a device counter against the stored window and mark it seen.
+def advance_window(hwm: int, window: int, counter: int) -> tuple[int, int] | None:
+    """The (high-water mark, window) after accepting ``counter``; None if it is refused.
 
     Accepts a counter above the high-water mark, or one inside the 64 below
-    it not seen yet; returns False (and changes nothing) for anything else.
+    it not seen yet.  ``window`` is the stored (signed 64-bit) bitmap.
     """
     if counter < 1:
-        return False
-    row = conn.execute(
-        select(devices.c.counter_hwm, devices.c.counter_window)
-        .where(devices.c.id == device_id).with_for_update()
-    ).one()
-    hwm, bitmap = int(row.counter_hwm), int(row.counter_window) & _MASK
+        return None
+    bitmap = window & _MASK
     if counter > hwm:
         shift = counter - hwm
         bitmap = ((bitmap << shift) | (1 << (shift - 1))) & _MASK if hwm else 0
@@ -70,11 +66,28 @@ def accept_device_counter_txn(conn: Connection, device_id: int, counter: int) ->
     else:
         offset = hwm - 1 - counter
         if counter == hwm or offset >= WINDOW_BITS or bitmap >> offset & 1:
-            return False
+            return None
         bitmap |= 1 << offset
     signed = bitmap - (1 << WINDOW_BITS) if bitmap >> (WINDOW_BITS - 1) else bitmap
+    return hwm, signed
+
+
+def accept_device_counter_txn(conn: Connection, device_id: int, counter: int) -> bool:
+    """Check a device counter against the stored window and mark it seen.
+
+    Returns False (and changes nothing) for a counter :func:`advance_window` refuses.
+    """
+    if counter < 1:
+        return False
+    row = conn.execute(
+        select(devices.c.counter_hwm, devices.c.counter_window)
+        .where(devices.c.id == device_id).with_for_update()
+    ).one()
+    advanced = advance_window(int(row.counter_hwm), int(row.counter_window), counter)
+    if advanced is None:
+        return False
     conn.execute(update(devices).where(devices.c.id == device_id)
-                 .values(counter_hwm=hwm, counter_window=signed))
+                 .values(counter_hwm=advanced[0], counter_window=advanced[1]))
     return True
 
 

@@ -8,7 +8,7 @@ message they are about.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +37,25 @@ def record_security_event_txn(conn: Connection, *, device_id: int | None, kind: 
     return int(conn.execute(insert(security_events).values(
         device_id=device_id, kind=kind, message_id=message_id, at=now,
         details=dict(details or {})).returning(security_events.c.id)).scalar_one())
+
+
+@dataclass(frozen=True)
+class NewSecurityEvent:
+    """A security event to append (see :func:`record_security_events_txn`)."""
+
+    device_id: int | None
+    kind: str
+    message_id: int | None
+    at: datetime
+    details: Mapping[str, Any]
+
+
+def record_security_events_txn(conn: Connection, events: Sequence[NewSecurityEvent]) -> None:
+    """Append several security events at once (one multi-row insert)."""
+    if events:
+        conn.execute(insert(security_events), [
+            {"device_id": e.device_id, "kind": e.kind, "message_id": e.message_id, "at": e.at,
+             "details": dict(e.details)} for e in events])
 
 
 def device_security_events_txn(conn: Connection, device_id: int, *,

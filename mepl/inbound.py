@@ -26,7 +26,7 @@ from blobstore.batcher import MessageBatcher, Outcome
 from blobstore.inbound_queue import enqueue_many_txn
 from blobstore.messages import NewMessage
 from blobstore.pool import Clock, InteractionRunner
-from mepl.runtime.inbound_worker import part_row, receipt_row
+from mepl.runtime.inbound_rows import part_row, receipt_row
 from sms_gateway.events import DeliveryReceipt, InboundMessage
 
 

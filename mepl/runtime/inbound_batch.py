@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -34,17 +34,21 @@ from blobstore.inbound_bulk import (
     lock_entries_txn,
     sent_parts_txn,
     set_part_status_txn,
+    set_windows_txn,
     touch_many_txn,
 )
 from blobstore.lifecycle import Change, transition_many_txn
+from blobstore.replies import advance_window
+from blobstore.security_events import NewSecurityEvent, record_security_events_txn
 from blobstore.server_keys import accept_key_txn
 from mepl.core import lifecycle
 from mepl.core.lifecycle import Event
-from mepl.core.policy import accepted_key, state_after_reply
+from mepl.core.policy import AlertDecision, accepted_key, state_after_reply
 from mepl.runtime.inbound_txn import (
     LOST,
     Applied,
     ReceiptFacts,
+    apply_alert_txn,
     apply_receipt_txn,
     apply_reply_txn,
 )
@@ -126,7 +130,8 @@ def apply_replies_txn(conn: Connection, *, worker: str, replies: Sequence[Verifi
     fast: list[int] = []
     slow: list[int] = []
     for i, reply in enumerate(replies):
-        key = held.get(reply.device_id, (None, ""))[0]
+        device = held.get(reply.device_id)
+        key = device.public_key if device is not None else None
         if reply.entry_id not in owned:
             results[i] = LOST
         elif key is None or key != reply.public_key:
@@ -144,7 +149,7 @@ def apply_replies_txn(conn: Connection, *, worker: str, replies: Sequence[Verifi
     changed = [(i, step) for i, step in zip(fast, steps, strict=True)
                if step is not None and step.changed]
     opcodes = command_opcodes_txn(conn, [replies[i].command_id for i, _ in changed])
-    states = {device_id: state for device_id, (_key, state) in held.items()}
+    states = {device_id: device.state for device_id, device in held.items()}
     for i, step in changed:
         reply = replies[i]
         opcode, arguments = opcodes[reply.command_id]
@@ -177,3 +182,79 @@ def _reply_change(reply: VerifiedReply) -> Change:
                   {"status": status, "message": reply.part_ids[-1]},
                   {"result": dict(reply.result),
                    "last_error": None if reply.ok else f"device answered {status}"})
+
+
+@dataclass(frozen=True)
+class VerifiedAlert:
+    """An alert whose signature checked out, and what the policy decided about it."""
+
+    entry_id: int
+    part_ids: tuple[int, ...]
+    device_id: int
+    public_key: bytes
+    counter: int
+    alert_name: str
+    decision: AlertDecision
+
+
+def _plain(alert: VerifiedAlert) -> bool:
+    """Accepted, and nothing but its security events and the device's last-seen to write."""
+    d = alert.decision
+    return (d.accept and not d.identity and d.new_state is None and not d.lock
+            and len(alert.part_ids) == 1)
+
+
+def apply_alerts_txn(conn: Connection, *, worker: str, alerts: Sequence[VerifiedAlert],
+                     now: datetime, ttl: timedelta) -> list[Applied]:
+    """Apply verified alerts; one :class:`Applied` per alert, in order.
+
+    As :func:`~mepl.runtime.inbound_txn.apply_alert_txn` for each: device
+    row locked and key checked, replay window, security events, links.  An
+    alert that changes more than that (identity, state, a LOCK) or a second
+    alert of a device in the batch is applied by the one-item function, in
+    this same transaction.
+    """
+    owned = lock_entries_txn(conn, [a.entry_id for a in alerts], worker)
+    held = lock_devices_txn(conn, [a.device_id for a in alerts if a.entry_id in owned])
+    results: list[Applied | None] = [None] * len(alerts)
+    windows: dict[int, tuple[int, int]] = {}
+    accepted: list[int] = []
+    replayed: list[int] = []
+    slow: list[int] = []
+    for i, alert in enumerate(alerts):
+        device = held.get(alert.device_id)
+        if alert.entry_id not in owned:
+            results[i] = LOST
+        elif device is None or device.public_key != alert.public_key:
+            results[i] = Applied("retry", "device key changed")
+        elif not _plain(alert) or alert.device_id in windows:
+            slow.append(i)
+        else:
+            advanced = advance_window(device.counter_hwm, device.counter_window, alert.counter)
+            if advanced is None:
+                replayed.append(i)
+                windows[alert.device_id] = (device.counter_hwm, device.counter_window)
+            else:
+                accepted.append(i)
+                windows[alert.device_id] = advanced
+    set_windows_txn(conn, {alerts[i].device_id: windows[alerts[i].device_id] for i in accepted})
+    record_security_events_txn(conn, [
+        NewSecurityEvent(alerts[i].device_id, kind, alerts[i].part_ids[-1], now, details)
+        for i in accepted for kind, details in alerts[i].decision.security_events])
+    touch_many_txn(conn, [(alerts[i].device_id, now) for i in accepted])
+    link_many_txn(conn, [Link(alerts[i].part_ids[-1], device_id=alerts[i].device_id)
+                         for i in accepted]
+                  + [Link(alerts[i].part_ids[-1], device_id=alerts[i].device_id,
+                          error="rejected: replayed") for i in replayed])
+    finish_entries_txn(conn, [alerts[i].entry_id for i in accepted + replayed])
+    for i in accepted:
+        results[i] = Applied("applied", device_id=alerts[i].device_id)
+    for i in replayed:
+        results[i] = Applied("rejected", "replayed", device_id=alerts[i].device_id)
+    for i in slow:
+        a = alerts[i]
+        results[i] = apply_alert_txn(
+            conn, entry_id=a.entry_id, worker=worker, part_ids=a.part_ids,
+            device_id=a.device_id, public_key=a.public_key, counter=a.counter,
+            alert_name=a.alert_name, decision=a.decision, now=now, ttl=ttl)
+    return [r if r is not None else LOST for r in results]

@@ -10,9 +10,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from blobstore.inbound_queue import claim_entries_txn
 from mepl.runtime.inbound_batch import VerifiedReply, apply_receipts_txn, apply_replies_txn
+from mepl.runtime.inbound_rows import part_row, receipt_row
 from mepl.runtime.inbound_txn import ReceiptFacts, store_inbound_txn
-from mepl.runtime.inbound_worker import part_row, receipt_row
 from mepl.runtime.outbound_txn import record_submitted_txn
+from signing.alerts import make_alert
 from sms_gateway.events import Channel, DeliveryReceipt, DeliveryStatus
 from tests.mepl.helpers import SERVER_NUMBER, World
 
@@ -146,3 +147,35 @@ class BatchTests(SynchronousTestCase):
                                 now=self.w.now, retry_at=None)
         self.assertEqual(outcome.outcome, "lost")
         self.assertEqual(self.state(command_id), "sent")
+
+    def store_alert(self, device: int, name: str, **args: Any) -> bytes:
+        frame = self.devices[device][1].alert(make_alert(name, **args), self.w.clock.seconds())
+        self.store_frame(device, frame)
+        return frame
+
+    def store_frame(self, device: int, frame: bytes) -> None:
+        self.w.run(store_inbound_txn, part_row(self.w.mo(NUMBERS[device], frame)), "mo")
+
+    def test_alerts_in_one_batch_are_applied_once_each_and_a_replay_is_refused(self) -> None:
+        self.store_alert(0, "invalid_sim")
+        replayed = self.store_alert(1, "invalid_sim")
+        self.store_frame(1, replayed)  # the same frame again: its counter is spent
+        self.store_alert(2, "sim_changed", imsi="234150000000009")
+        self.assertEqual(self.w.inbound.drain(), 4)
+        self.assertEqual(self.rows(
+            "SELECT d.imei, e.kind FROM security_events e JOIN devices d ON d.id = e.device_id "
+            "WHERE e.kind LIKE 'alert:%' ORDER BY d.imei"),
+            sorted([(IMEIS[0], "alert:invalid_sim"), (IMEIS[1], "alert:invalid_sim"),
+                    (IMEIS[2], "alert:sim_changed")]))
+        self.assertEqual(self.w.scalar(
+            "SELECT count(*) FROM messages WHERE error = 'rejected: replayed'"), 1)
+        # the SIM change took the one-item path in the same batch: identity and LOCK
+        self.assertEqual(self.w.scalar("SELECT imsi FROM devices WHERE imei = :i", i=IMEIS[2]),
+                         "234150000000009")
+        self.assertEqual(self.w.scalar(
+            "SELECT count(*) FROM commands WHERE opcode = 'lock' "
+            "AND requested_by = 'policy:sim_changed'"), 1)
+        self.assertEqual(self.w.scalar(
+            "SELECT count(*) FROM devices WHERE counter_hwm > 0"), 3)
+        self.assertEqual(self.w.scalar("SELECT count(*) FROM inbound_queue"), 0)
+        self.assertEqual(self.w.inbound.worker.counts["inbound_batch_fallbacks"], 0)

@@ -11,13 +11,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from blobstore.inbound_queue import claim_entries_txn
 from mepl.core import lifecycle
+from mepl.runtime.inbound_rows import part_row, receipt_row
 from mepl.runtime.inbound_txn import (
     ReceiptFacts,
     apply_receipt_txn,
     apply_reply_txn,
     store_inbound_txn,
 )
-from mepl.runtime.inbound_worker import part_row, receipt_row
 from mepl.runtime.outbound_txn import housekeeping_txn, record_submitted_txn
 from signing.commands import ReplyStatus
 from signing.frames import seal_reply
