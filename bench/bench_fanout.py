@@ -186,9 +186,14 @@ def enrol(engine: Engine, keys: Sequence[SigningKey], publics: Sequence[bytes],
                 "WHERE d.imei = k.imei"))
     with engine.begin() as conn:
         pin_unpinned_txn(conn, key_id)
-    # As autovacuum would have done on a fleet enrolled some time ago.
+    # As autovacuum would have done on a fleet enrolled some time ago: the fleet's
+    # tables only.  The queue and history tables are left alone, as on a system
+    # whose history is already large: statistics saying "empty" would make every
+    # connection's cached foreign-key plans scan them sequentially until the next
+    # autovacuum (pg_stat_statements: 3.2 ms per key check on messages at 20k rows).
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
+        for table in FLEET_TABLES:
+            conn.execute(text(f"VACUUM ANALYZE {table}"))
 
 
 def device_ids(engine: Engine, count: int) -> list[int]:
@@ -199,6 +204,10 @@ def device_ids(engine: Engine, count: int) -> list[int]:
                             {"imeis": wanted}).all()
     ids = {str(r[0]): int(r[1]) for r in rows}
     return [ids[k] for k in wanted]
+
+
+FLEET_TABLES = ("devices", "device_identity_history", "groups", "group_members",
+                "device_server_keys")
 
 
 class Databases:

@@ -67,7 +67,7 @@ _REPLY_CONTEXTS = text(
     "CAST(:counters AS bigint[])) WITH ORDINALITY AS v(imei, key_id, counter, n) "
     "JOIN devices AS d ON d.imei = v.imei "
     "JOIN commands AS c ON c.device_id = d.id AND c.key_id = v.key_id "
-    "AND c.counter = v.counter"
+    "AND c.counter = v.counter AND c.counter IS NOT NULL"  # the unique index is partial
 )
 _COMMAND_OPCODES = text(
     "SELECT id, opcode, arguments FROM commands WHERE id = ANY(CAST(:ids AS bigint[]))"

@@ -95,10 +95,11 @@ window = 5
                 "--state-dir", str(state)], env={**os.environ, "MEPL_DATABASE_URL": url})
             procs.append(proto)
         try:
-            for _ in range(60):
+            for _ in range(600):  # two interpreters starting on a loaded machine
                 if sim.bound_count() == 2:
                     break
                 yield deferLater(reactor, 0.1, lambda: None)
+            self.assertEqual(sim.bound_count(), 2, "both processes must bind")
             # The fan-out is queued once both are bound, so that neither drains it alone.
             with engine.begin() as conn:
                 insert_group_commands_txn(conn, "fleet", NewCommand(
