@@ -45,7 +45,7 @@ from console_proxy.client.models import (
     SendResult,
     WhoAmI,
 )
-from console_proxy.client.transport import Endpoint, Transport, map_tls_error
+from console_proxy.client.transport import Endpoint, Transport
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -400,7 +400,7 @@ class Client:
                 answer = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise map_tls_error(exc, self.endpoint) from None
+                raise self._transport.failure(exc) from None
             request_id = answer.getheader("X-Request-Id")
             if answer.status != 200:
                 body = answer.read()

@@ -167,8 +167,40 @@ class Transport:
             conn.connect()
         except OSError as exc:
             conn.close()
-            raise map_tls_error(exc, self.endpoint) from None
+            raise self.failure(exc) from None
         return conn
+
+    def failure(self, exc: BaseException, *, answered: bool = False) -> ConnectionProblem:
+        """The problem ``exc`` shows; a connection closed without a word is probed once.
+
+        With TLS 1.3 a request written right after the handshake can race
+        the proxy's refusal of the certificate, and the alert saying why is
+        lost with the connection.  A second connection that only listens
+        receives it, so the message can name the cause (expired, revoked,
+        foreign CA).  This runs only on that failure path.
+        """
+        problem = map_tls_error(exc, self.endpoint, answered=answered)
+        if isinstance(problem, HandshakeRefused) and problem.reason == "unknown":
+            return self._probe() or problem
+        return problem
+
+    def _probe(self) -> ConnectionProblem | None:
+        try:
+            raw = socket.create_connection((self.endpoint.host, self.endpoint.port),
+                                           timeout=min(self.timeout, 5.0))
+        except OSError:
+            return None
+        try:
+            with self.context.wrap_socket(raw, server_hostname=self.endpoint.host) as tls:
+                tls.settimeout(min(self.timeout, 2.0))
+                tls.recv(1)
+        except OSError as exc:
+            found = map_tls_error(exc, self.endpoint)
+            if isinstance(found, HandshakeRefused) and found.reason != "unknown":
+                return found
+        finally:
+            raw.close()
+        return None
 
     def _take_idle(self) -> http.client.HTTPSConnection | None:
         with self._lock:
@@ -204,13 +236,13 @@ class Transport:
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 if method != "GET":
-                    raise map_tls_error(exc, self.endpoint, answered=True) from None
+                    raise self.failure(exc, answered=True) from None
         conn = self.connect()
         try:
             return self._exchange(conn, method, path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise map_tls_error(exc, self.endpoint) from None
+            raise self.failure(exc) from None
 
     def _exchange(self, conn: http.client.HTTPSConnection, method: str, path: str,
                   body: bytes | None, headers: Mapping[str, str] | None) -> Response:
