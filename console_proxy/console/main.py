@@ -749,7 +749,13 @@ def main(argv: Sequence[str] | None = None, *, terminal: Terminal | None = None,
     environ = os.environ if env is None else env
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # argparse cannot take `send CMD --device X NAME=VALUE`: positionals after options.
+            if getattr(args, "handler", None) is not cmd_send or any(
+                    e.startswith("-") for e in extra):
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.arguments = [*args.arguments, *extra]
     except SystemExit as exc:  # --help, or argparse's usage error (already printed)
         return int(exc.code or 0) if isinstance(exc.code, int | None) else Exit.USAGE
     ctx: Context | None = None
