@@ -162,6 +162,8 @@ class Approval:
     decided_at: str | None
     result: Queued | None
     raw: JsonObject = field(default_factory=dict, repr=False)
+    """``result``: the queued command(s) once a command's approval was executed (other
+    actions' results, such as ``retired`` or ``rotation``, are in ``raw["result"]``)."""
 
     @classmethod
     def parse(cls, data: Any) -> Approval:
@@ -175,7 +177,8 @@ class Approval:
                    _person(body.get("requested_by")) or "",
                    _str(body, "requested_at"), _str(body, "expires_at"),
                    _person(body.get("decided_by")), _str(body, "decided_at"),
-                   Queued.parse(result) if isinstance(result, dict) else None, body)
+                   Queued.parse(result) if isinstance(result, dict) and (
+                       "queued" in result or "command" in result) else None, body)
 
 
 def _person(value: Any) -> str | None:
@@ -245,7 +248,8 @@ class Command:
         outer = _obj(data, "command")
         body = _unwrap(outer, "command")
         history = outer.get("history", body.get("history"))
-        device = body.get("imei", body.get("device", body.get("device_id")))
+        device = next((v for v in (outer.get("imei"), body.get("imei"), body.get("device"),
+                                   body.get("device_id")) if v is not None), None)
         return cls(_int(body, "id") or 0, str(body.get("opcode", "")),
                    str(body.get("state", "")), None if device is None else str(device),
                    _int(body, "priority"), _int(body, "attempts"), _str(body, "requested_by"),

@@ -413,7 +413,8 @@ def cmd_commands_show(ctx: Context) -> int:
     if ctx.json:
         output.dump(ctx.out, command.raw)
         return Exit.OK
-    body = command.raw.get("command", command.raw)
+    inner = command.raw.get("command")
+    body = inner if isinstance(inner, dict) else command.raw
     output.fields(ctx.out, [
         ("command", command.id), ("opcode", command.opcode), ("device", command.device),
         ("state", command.state), ("priority", command.priority),

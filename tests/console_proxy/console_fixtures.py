@@ -247,7 +247,7 @@ class FakeApi:
         if m == "GET" and rest[:1] == ["commands"] and len(rest) == 2:
             if rest[1] != "42":
                 return error(404, "not_found", f"no command {rest[1]}", "list commands")
-            return 200, {**COMMAND, "history": HISTORY}
+            return 200, {"command": COMMAND, "imei": DEVICES[0]["imei"], "history": HISTORY}
         if m == "POST" and rest[:1] == ["commands"] and rest[2:] == ["cancel"]:
             if role < 1:
                 return error(403, "forbidden", "role viewer may not cancel commands",
@@ -259,7 +259,7 @@ class FakeApi:
                                        "imei": DEVICES[0]["imei"]}}
         if m == "GET" and rest == ["fanouts", "9"]:
             return 200, {"id": 9, "total": 10, "done": 7, "failed": 1,
-                         "by_state": {"done": 6, "failed": 1, "queued": 2, "delivered": 1}}
+                         "states": {"done": 6, "failed": 1, "queued": 2, "delivered": 1}}
         if m == "GET" and rest == ["alerts"]:
             return 200, {"items": ALERTS, "next": None}
         if m == "GET" and rest == ["approvals"]:
@@ -318,9 +318,9 @@ class FakeApi:
                     "decided_by": {"name": req.admin, "fingerprint": "ee"},
                     "decided_at": "2026-05-01T10:05:00+00:00"}
         if verb == "approve":
-            approval["result"] = {"command": approval["request"]["command"],
-                                  "target": approval["request"]["target"], "count": 3,
-                                  "command_id": None, "fanout_id": 9}
+            approval["result"] = {"queued": {
+                "command": approval["request"]["command"], "target": approval["request"]["target"],
+                "count": 3, "command_id": None, "fanout_id": 9}}
         self.approvals[approval_id] = approval
         return 200, {"approval": approval}
 
@@ -333,7 +333,7 @@ MESSAGES = [
      "kind": "command", "command_id": 42, "summary": "lock emergency_dialer=yes",
      "verdict": "signed", "details": {"receipt": "delivered"}, "octets": 120, "sha256": "cd"},
 ]
-COMMAND = {"id": 42, "device_id": 1, "imei": "356938035643809", "opcode": "lock",
+COMMAND = {"id": 42, "device_id": 1, "opcode": "lock",
            "arguments": {}, "state": "done", "priority": 0, "attempts": 1,
            "requested_by": "alice", "created_at": "2026-05-01T10:00:00+00:00",
            "not_after": "2026-05-02T10:00:00+00:00", "result": {"status": "ok"},

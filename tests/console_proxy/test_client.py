@@ -256,7 +256,7 @@ def test_list_routes_pass_their_filters_and_read_items_and_next(
     (listed,) = fake_api.of("GET", "/v1/devices")
     assert listed.query == {"group": ["north"], "state": ["active"], "limit": ["1"],
                             "after": ["c1"]}
-    assert commands.items[0].id == 42 and commands.items[0].device == "356938035643809"
+    assert commands.items[0].id == 42 and commands.items[0].device == "1"  # the device id
     assert alerts.items[0].kind == "sim_swap"
     assert audit.items[0].outcome == "ok"
 
@@ -265,6 +265,7 @@ def test_command_details_carry_the_history(pki: TestPki, proxy: FakeProxy) -> No
     with admin_client(pki, proxy) as client:
         command = client.get_command(42)
         progress = client.get_fanout(9)
+    assert (command.id, command.device, command.state) == (42, "356938035643809", "done")
     assert [(e.from_state, e.to_state) for e in command.history] == [
         (None, "queued"), ("queued", "sent"), ("sent", "done")]
     assert (progress.total, progress.done, progress.failed) == (10, 7, 1)
