@@ -351,11 +351,15 @@ class Client:
         data = self._get("/v1/approvals" + _query(status=status, limit=limit, after=after))
         return Page.parse(data, Approval.parse, "approval page")
 
-    def approve(self, approval_id: str) -> Approval:
+    def get_approval(self, approval_id: str | int) -> Approval:
+        """``GET /v1/approvals/{id}``: one approval (the admin API has it; not in the contract)."""
+        return Approval.parse(self._get(f"/v1/approvals/{_segment(approval_id)}"))
+
+    def approve(self, approval_id: str | int) -> Approval:
         """``POST /v1/approvals/{id}/approve`` (admin, not the requester)."""
         return Approval.parse(self._post(f"/v1/approvals/{_segment(approval_id)}/approve"))
 
-    def reject(self, approval_id: str, reason: str | None = None) -> Approval:
+    def reject(self, approval_id: str | int, reason: str | None = None) -> Approval:
         """``POST /v1/approvals/{id}/reject`` (admin, not the requester)."""
         body = {"reason": reason} if reason is not None else {}
         return Approval.parse(self._post(f"/v1/approvals/{_segment(approval_id)}/reject",

@@ -266,6 +266,10 @@ class FakeApi:
             items = [a for a in self.approvals.values()
                      if not q.get("status") or a["status"] == q["status"]]
             return 200, {"items": items, "next": None}
+        if m == "GET" and rest[:1] == ["approvals"] and len(rest) == 2:
+            if rest[1] not in self.approvals:
+                return error(404, "not_found", f"no approval {rest[1]}", "approvals list")
+            return 200, {"approval": self.approvals[rest[1]]}
         if m == "POST" and rest[:1] == ["approvals"] and len(rest) == 3:
             return self._decide(req, role, rest[1], rest[2])
         if m == "GET" and rest == ["audit"]:

@@ -268,9 +268,11 @@ def test_approve_and_reject_post_to_the_approval_and_a_self_approval_is_a_confli
         approved = bob.approve(first.approval.id)
         rejected = bob.reject(second.approval.id, reason="not today")
         pending = bob.list_approvals()
+        again = alice.get_approval(first.approval.id)
     assert approved.status == "approved" and approved.decided_by == "bob"
     assert approved.result is not None and approved.result.fanout_id == 9
     assert rejected.status == "rejected"
+    assert (again.status, again.decided_by) == ("approved", "bob")
     assert fake_api.of("POST", "/v1/approvals/ap1/approve")[-1].body == {}
     assert fake_api.of("POST", "/v1/approvals/ap2/reject")[0].body == {"reason": "not today"}
     assert pending.items == ()
