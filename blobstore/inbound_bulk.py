@@ -58,12 +58,13 @@ _SET_WINDOWS = text(
     "AS v(id, hwm, win) WHERE d.id = v.id"
 )
 _DEVICE_KEYS = text(
-    "SELECT imei, id, key_id, public_key FROM devices WHERE imei = ANY(CAST(:imeis AS text[]))"
+    # imei is char(15): compared as bpchar, so that its index serves
+    "SELECT imei, id, key_id, public_key FROM devices WHERE imei = ANY(CAST(:imeis AS bpchar[]))"
 )
 _REPLY_CONTEXTS = text(
     "SELECT v.n, d.id AS device_id, d.key_id, d.public_key, c.id AS command_id, c.state, "
     "c.frame, c.opcode "
-    "FROM unnest(CAST(:imeis AS text[]), CAST(:key_ids AS integer[]), "
+    "FROM unnest(CAST(:imeis AS bpchar[]), CAST(:key_ids AS integer[]), "
     "CAST(:counters AS bigint[])) WITH ORDINALITY AS v(imei, key_id, counter, n) "
     "JOIN devices AS d ON d.imei = v.imei "
     "JOIN commands AS c ON c.device_id = d.id AND c.key_id = v.key_id "

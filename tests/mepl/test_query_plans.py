@@ -23,7 +23,7 @@ from signing.alerts import make_alert
 from sms_gateway.udh import Concat, Udh
 from tests.mepl.helpers import SERVER_NUMBER, World
 
-BIG_TABLES = frozenset({"commands", "messages", "command_events", "inbound_queue"})
+BIG_TABLES = frozenset({"commands", "messages", "command_events", "inbound_queue", "devices"})
 IMEIS = ("490154203237518", "356938035643809")
 
 
