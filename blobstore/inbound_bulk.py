@@ -62,13 +62,19 @@ _DEVICE_KEYS = text(
     "SELECT imei, id, key_id, public_key FROM devices WHERE imei = ANY(CAST(:imeis AS bpchar[]))"
 )
 _REPLY_CONTEXTS = text(
-    "SELECT v.n, d.id AS device_id, d.key_id, d.public_key, c.id AS command_id, c.state, "
-    "c.frame, c.opcode "
+    # The devices first (a materialized CTE), then each one's command by the full
+    # unique key.  Planned as one join, (key id, counter) alone was looked up
+    # first, and matches one command of every device: 93 ms instead of 0.7 ms
+    # for ten replies on 2,000 devices (EXPLAIN ANALYZE).
+    "WITH asked AS MATERIALIZED (SELECT v.n, v.key_id, v.counter, d.id, "
+    "d.key_id AS device_key_id, d.public_key "
     "FROM unnest(CAST(:imeis AS bpchar[]), CAST(:key_ids AS integer[]), "
     "CAST(:counters AS bigint[])) WITH ORDINALITY AS v(imei, key_id, counter, n) "
-    "JOIN devices AS d ON d.imei = v.imei "
-    "JOIN commands AS c ON c.device_id = d.id AND c.key_id = v.key_id "
-    "AND c.counter = v.counter AND c.counter IS NOT NULL"  # the unique index is partial
+    "JOIN devices AS d ON d.imei = v.imei) "
+    "SELECT a.n, a.id AS device_id, a.device_key_id AS key_id, a.public_key, "
+    "c.id AS command_id, c.state, c.frame, c.opcode FROM asked AS a "
+    "JOIN commands AS c ON c.device_id = a.id AND c.key_id = a.key_id "
+    "AND c.counter = a.counter AND c.counter IS NOT NULL"  # the unique index is partial
 )
 _COMMAND_OPCODES = text(
     "SELECT id, opcode, arguments FROM commands WHERE id = ANY(CAST(:ids AS bigint[]))"
