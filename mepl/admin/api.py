@@ -273,7 +273,15 @@ class AdminApi:
                 {"sub": call.identity.name, "rid": call.identity.request_id}))
         if failure.check(AuditUnavailable, StoreUnavailableError):
             return _unavailable(failure)
-        error = to_api_error(failure)
+        if failure.check(DBAPIError):
+            # The use case's own audit row, or anything else in its transaction: rolled
+            # back; the refusal's audit row (own transaction) says whether the audit works.
+            log.error("admin API {route}: database error, rolled back: {error}",
+                      route=call.route.name, error=failure.getErrorMessage())
+            error = ApiError("internal", "the request failed on the server",
+                             reason="database")
+        else:
+            error = to_api_error(failure)
         return self.refuse(incoming, Refusal(call.identity, call.route, error))
 
 
