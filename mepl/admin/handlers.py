@@ -525,7 +525,8 @@ def _prepare_approval(call: Call) -> Any:
     record = yield api.runner.run_interaction(
         "check approval", approval_cases.check_approvable_txn, _admin(call), approval_id,
         now=call.now)
-    if record.action == "keys.rotate" and "command" not in record.request:
+    if (record.action == "keys.rotate" and "command" not in record.request
+            and record.expires_at > call.now):
         return (yield _create_key(call, _valid_days(record.request)))
     return None
 

@@ -150,11 +150,10 @@ def _expired(conn: Connection, record: ApprovalRecord, now: datetime) -> Decisio
 
 def check_approvable_txn(conn: Connection, admin: Admin, approval_id: int, *,
                          now: datetime) -> ApprovalRecord:
-    """Raise as :func:`approve_txn` would (without deciding): for work to prepare first."""
-    record = _pending(conn, admin, approval_id, "approve")
-    if record.expires_at <= now:
-        raise Refused(f"approval {approval_id} expired at {record.expires_at.isoformat()}")
-    return record
+    """Raise as :func:`approve_txn` would (without deciding or marking anything): for
+    work to prepare first.  An expired approval is returned (its ``expires_at`` says
+    so): :func:`approve_txn` marks it."""
+    return _pending(conn, admin, approval_id, "approve")
 
 
 def approve_txn(conn: Connection, admin: Admin, approval_id: int, *, now: datetime,
