@@ -26,7 +26,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -197,8 +197,7 @@ class AdminApi:
         handler = self.handlers[call.route.name]
         d: Deferred[Any] = succeed(None)
         if handler.prepare is not None:
-            prepare = handler.prepare
-            d = prepare(call)
+            d = maybeDeferred(handler.prepare, call)
         d.addCallback(self._prepared, call, handler)
         d.addCallback(lambda answer: Outgoing(answer.status, answer.body,
                                               _rid(call.identity)))
