@@ -31,11 +31,16 @@ class AuditRecord:
 
 def append_audit_txn(conn: Connection, *, actor: str, role: str, action: str,
                      target: str | None = None,
-                     details: Mapping[str, Any] | None = None) -> int:
-    """Append one audit row (``details`` must be JSON-serialisable); return its id."""
+                     details: Mapping[str, Any] | None = None,
+                     request_id: str | None = None) -> int:
+    """Append one audit row (``details`` must be JSON-serialisable); return its id.
+
+    ``request_id`` (an admin API request's id) is unique: a second row with
+    the same id raises :class:`sqlalchemy.exc.IntegrityError`.
+    """
     return int(conn.execute(
         insert(audit).values(actor=actor, role=role, action=action, target=target,
-                             details=dict(details or {}))
+                             details=dict(details or {}), request_id=request_id)
         .returning(audit.c.id)
     ).scalar_one())
 

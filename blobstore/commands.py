@@ -34,6 +34,7 @@ class NewCommand:
     arguments: Mapping[str, Any] | None = None
     priority: int = PRIORITY_NORMAL
     created_at: datetime | None = None
+    fanout_id: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.priority <= 1000:
@@ -86,7 +87,8 @@ def _values(command: NewCommand) -> dict[str, Any]:
         "priority": command.priority,
         "requested_by": command.requested_by,
         "not_after": command.not_after,
-    } | ({} if command.created_at is None else {"created_at": command.created_at})
+    } | ({} if command.created_at is None else {"created_at": command.created_at}) | (
+        {} if command.fanout_id is None else {"fanout_id": command.fanout_id})
 
 
 def _created(conn: Connection, rows: Any, command: NewCommand,
@@ -130,9 +132,11 @@ def insert_fanout_commands_txn(conn: Connection, device_ids: Select[Any], comman
         literal(values["priority"]),
         literal(values["requested_by"]),
         literal(values["not_after"], commands.c.not_after.type),
+        literal(command.fanout_id, commands.c.fanout_id.type),
     )
     created = insert(commands).from_select(
-        ["device_id", "opcode", "arguments", "priority", "requested_by", "not_after"], source
+        ["device_id", "opcode", "arguments", "priority", "requested_by", "not_after",
+         "fanout_id"], source
     ).returning(commands.c.id, commands.c.device_id).cte("created")
     # The create events in the same statement: nothing per device passes through Python.
     events = insert(command_events).from_select(

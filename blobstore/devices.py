@@ -311,11 +311,19 @@ def touch_last_seen_txn(conn: Connection, device_id: int, at: datetime) -> None:
 
 
 def list_devices_txn(conn: Connection, *, group: str | None = None, after_id: int = 0,
-                     limit: int = 1000) -> list[DeviceRecord]:
-    """Devices ordered by id, ``limit`` at a time after ``after_id`` (keyset paging)."""
+                     limit: int = 1000, state: str | None = None,
+                     prefix: str | None = None) -> list[DeviceRecord]:
+    """Devices ordered by id, ``limit`` at a time after ``after_id`` (keyset paging);
+    only in ``state``, only those whose IMEI, IMSI or number starts with ``prefix``."""
     query = _device_select().where(devices.c.id > after_id)
     if group is not None:
         query = query.where(devices.c.id.in_(_members_of(group)))
+    if state is not None:
+        query = query.where(devices.c.state == state)
+    if prefix:
+        query = query.where(or_(devices.c.imei.startswith(prefix, autoescape=True),
+                                devices.c.imsi.startswith(prefix, autoescape=True),
+                                devices.c.msisdn.startswith(prefix, autoescape=True)))
     rows = conn.execute(query.order_by(devices.c.id).limit(limit)).all()
     return [_record(r) for r in rows]
 

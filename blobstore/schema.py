@@ -43,6 +43,7 @@ COMMAND_STATES = (
     "done", "refused", "failed", "expired", "cancelled",
 )
 INBOUND_STATES = ("pending", "waiting", "failed")
+APPROVAL_STATUSES = ("pending", "approved", "rejected", "expired")
 INBOUND_KINDS = ("callback", "mo", "dlr")
 IDENTITY_KINDS = ("imsi", "msisdn")
 DIRECTIONS = ("in", "out")
@@ -188,6 +189,7 @@ class Command(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     frame: Mapped[bytes | None] = mapped_column(LargeBinary)
+    fanout_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("fanouts.id"))
 
     __table_args__ = (
         CheckConstraint(_in("state", COMMAND_STATES), name="state"),
@@ -199,6 +201,48 @@ class Command(Base):
             "uq_commands_key_id_device_id_counter", "key_id", "device_id", "counter",
             unique=True, postgresql_where=text("counter IS NOT NULL"),
         ),
+        Index("ix_commands_fanout_id_state", "fanout_id", "state",
+              postgresql_where=text("fanout_id IS NOT NULL")),
+    )
+
+
+class Fanout(Base):
+    """One command sent to a group or the whole fleet: its commands point here."""
+
+    __tablename__ = "fanouts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    opcode: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer, server_default="0")
+    requested_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+
+
+class Approval(Base):
+    """An action that waits for a second administrator (two-person approval)."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    action: Mapped[str] = mapped_column(Text)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    target: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(Text)
+    requested_role: Mapped[str] = mapped_column(Text)
+    requested_fp: Mapped[str] = mapped_column(Text, server_default="")
+    requested_at: Mapped[datetime] = mapped_column(_tz())
+    expires_at: Mapped[datetime] = mapped_column(_tz())
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decided_fp: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None] = mapped_column(_tz())
+    reason: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+
+    __table_args__ = (
+        CheckConstraint(_in("status", APPROVAL_STATUSES), name="status"),
+        Index(None, "status", "id"),
     )
 
 
@@ -260,6 +304,11 @@ class Audit(Base):
     action: Mapped[str] = mapped_column(Text)
     target: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    request_id: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("uq_audit_request_id", "request_id", unique=True),
+    )
 
 
 class CommandEvent(Base):
@@ -377,3 +426,5 @@ command_events: Table = metadata.tables["command_events"]
 inbound_queue: Table = metadata.tables["inbound_queue"]
 device_server_keys: Table = metadata.tables["device_server_keys"]
 security_events: Table = metadata.tables["security_events"]
+fanouts: Table = metadata.tables["fanouts"]
+approvals: Table = metadata.tables["approvals"]

@@ -25,6 +25,8 @@ from twisted.web.server import Site
 from blobstore.batcher import MessageBatcher
 from blobstore.messages import NewMessage
 from blobstore.pool import DatabasePool
+from mepl.admin.handlers import KeyRotator
+from mepl.admin.server import AdminListener, build_admin
 from mepl.http_store import blobstore_callback_store
 from mepl.inbound import InboundReceiver
 from mepl.metrics import LoopCollector, MetricsResource
@@ -104,8 +106,25 @@ class MeplService(MultiService):
             channel_of=lambda link: "smpp" if link in self.binds else "http",
             ready=lambda: any(c.is_up for c in channels.values()))
 
-        self.listener = NotificationListener(engine, reactor, {
-            "mepl_commands": self.dispatcher.wake, "mepl_inbound": self.worker.wake})
+        wakes = {"mepl_commands": self.dispatcher.wake, "mepl_inbound": self.worker.wake}
+        self.admin: AdminListener | None = None
+        if settings.admin.enabled:
+            wakes["mepl_events"] = self._add_admin(signer)
+        self.listener = NotificationListener(engine, reactor, wakes)
+
+    def _add_admin(self, signer: ServerSigner) -> Callable[[], None]:
+        """The admin API on its own socket (never the gateway or metrics port)."""
+        settings = self.settings
+        store = getattr(signer, "_store", None)
+        keys = (KeyRotator(store, getattr(signer, "_passphrase", None))
+                if store is not None else None)
+        self.admin_api, hub, site = build_admin(
+            settings.admin, runner=self.pool, reactor=self.reactor,
+            approvals=settings.approvals, region=settings.mepl.default_region, keys=keys)
+        self.admin = AdminListener(settings.admin, site, reactor=self.reactor,
+                                   state_dir=settings.mepl.state_dir)
+        self.admin.setServiceParent(self)  # type: ignore[no-untyped-call]
+        return hub.wake
 
     def _add_http(self, channels: dict[str, OutboundChannel]) -> None:
         http = self.settings.http

@@ -8,6 +8,8 @@
 [smpp.links.NAME]  # sms_gateway.smpp.config.SmppLinkConfig, and [[smpp.routes]]
 [http]        # sms_gateway.http.config.HttpConfig, with [http.gateways.NAME]
 [metrics]     # mepl.metrics.MetricsConfig: host, port of /metrics (0: off)
+[admin]       # mepl.admin.config.AdminConfig: the admin API's socket or TLS listener, proxy keys
+[approvals]   # mepl.app.approvals.ApprovalsConfig: which actions need two-person approval
 ```
 """
 
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blobstore.config import DatabaseConfig
+from mepl.admin.config import AdminConfig
+from mepl.app.approvals import ApprovalsConfig
 from mepl.cli.common import GeneralConfig
 from mepl.config import ConfigError, build
 from mepl.metrics import MetricsConfig
@@ -123,6 +127,8 @@ class Settings:
     smpp: SmppConfig = field(default_factory=SmppConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    approvals: ApprovalsConfig = field(default_factory=ApprovalsConfig)
 
 
 def load_settings(raw: Mapping[str, Any]) -> Settings:
@@ -139,7 +145,8 @@ def check_deployment(settings: Settings, trusted_numbers: Sequence[str]) -> None
     (devices would accept any sender), a ``dispatch.server_number`` that is not
     one of them (devices would reject every command), or no way to send (no
     SMPP link and no HTTP gateway with ``send_url``), and ``metrics.port``
-    equal to the callback listener's ``http.port``.
+    equal to the callback listener's ``http.port``, and an ``admin.listen``
+    on the callback listener's or the metrics port.
     """
     server = settings.dispatch.server_number
     if not trusted_numbers:
@@ -162,6 +169,16 @@ def check_deployment(settings: Settings, trusted_numbers: Sequence[str]) -> None
         raise ConfigError("metrics.port", (
             f"{metrics.port} is also http.port (the gateway callback listener); "
             "give /metrics its own port"))
+    admin = settings.admin.tcp
+    if admin is not None:
+        taken = [(metrics.port, metrics.host, "metrics.port")]
+        if http.gateways:
+            taken.append((http.port, http.host, "http.port"))
+        for port, host, name in taken:
+            if port and admin[1] == port and _overlap(admin[0], host):
+                raise ConfigError("admin.listen", (
+                    f"{settings.admin.listen} is also {name}; the admin API never shares "
+                    "the gateway or metrics port"))
 
 
 def _overlap(host_a: str, host_b: str) -> bool:

@@ -11,12 +11,12 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from blobstore.audit import append_audit_txn
 from blobstore.commands import (
@@ -25,6 +25,7 @@ from blobstore.commands import (
     PRIORITY_SECURITY,
     CommandRecord,
     NewCommand,
+    command_record,
     device_commands_txn,
     get_command_txn,
     insert_command_txn,
@@ -36,8 +37,16 @@ from blobstore.devices import (
     get_device_txn,
     reachable_device_ids,
 )
+from blobstore.fanouts import (
+    FanoutRecord,
+    create_fanout_txn,
+    fanout_states_txn,
+    get_fanout_txn,
+    set_fanout_count_txn,
+)
 from blobstore.groups import get_group_txn
 from blobstore.lifecycle import CommandEventRecord, command_history_txn, transition_txn
+from blobstore.schema import COMMAND_STATES, commands
 from mepl.app.context import Actor, audit_details
 from mepl.app.errors import InvalidRequest, NeedsConfirmation, NotFound, Refused, store_errors
 from mepl.commandargs import ArgumentError, parse_command_arguments
@@ -92,7 +101,8 @@ class Queued:
 
     ``target``: as audited (an IMEI, ``group:NAME`` or ``fleet``);
     ``command_id``: the command's id for one device (None for a fan-out);
-    ``left_out``: members of the group not reached because they are retired.
+    ``left_out``: members of the group not reached because they are retired;
+    ``fanout_id``: the fan-out record of a command to a group or the fleet.
     """
 
     opcode: str
@@ -101,6 +111,20 @@ class Queued:
     priority: int
     command_id: int | None = None
     left_out: int = 0
+    fanout_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Approved:
+    """Who approved a command another administrator asked for (two-person approval)."""
+
+    approval_id: int
+    approver: Actor
+
+    def note(self, requester: Actor) -> str:
+        """The line that goes into the command's history."""
+        return (f"requested by {requester.label}, approved by {self.approver.label} "
+                f"(approval {self.approval_id})")
 
 
 @dataclass(frozen=True)
@@ -123,8 +147,11 @@ class Cancelled:
 def queue_command_txn(conn: Connection, actor: Actor, target: Target, opcode: str, *,
                       now: datetime, arguments: Sequence[str] = (), priority: str = "normal",
                       valid_for: timedelta = DEFAULT_VALIDITY, region: str | None = None,
-                      confirm: bool = False) -> Queued:
+                      confirm: bool = False, approved: Approved | None = None) -> Queued:
     """Queue ``opcode`` with ``arguments`` (``NAME=VALUE`` strings) for ``target``.
+
+    ``approved``: the second administrator who approved it; both names go
+    into ``requested_by``, the history note and the audit row.
 
     ``region`` reads national phone numbers (the device's, and arguments');
     the command is valid until ``now + valid_for``.  Raises
@@ -145,18 +172,25 @@ def queue_command_txn(conn: Connection, actor: Actor, target: Target, opcode: st
         raise InvalidRequest("the validity must be positive", field="valid_for")
     level = PRIORITY_SECURITY if opcode_value in SECURITY_OPCODES else PRIORITIES[priority]
     args = checked.to_json()["args"]
-    command = NewCommand(opcode=checked.name, requested_by=actor.label, arguments=args,
+    requested_by = actor.label
+    note: dict[str, Any] = {}
+    if approved is not None:
+        requested_by = f"{actor.label} approved by {approved.approver.label}"
+        note = {"note": approved.note(actor), "approval": approved.approval_id}
+    command = NewCommand(opcode=checked.name, requested_by=requested_by, arguments=args,
                          priority=level, not_after=now + valid_for)
     if target.kind == "device":
-        queued = _queue_for_device(conn, target.name, command, region)
+        queued = _queue_for_device(conn, target.name, command, region, note)
     else:
-        queued = _queue_fanout(conn, target, command, destructive=(
-            opcode_value in DESTRUCTIVE_OPCODES and not confirm))
+        queued = _queue_fanout(conn, target, command, note, destructive=(
+            opcode_value in DESTRUCTIVE_OPCODES and not confirm and approved is None))
     append_audit_txn(conn, actor=actor.name, role=actor.role, action="command.send",
                      target=queued.target, details=audit_details(
                          opcode=checked.name, args=args, commands=queued.count,
                          priority=level, confirmed=True if confirm else None,
-                         left_out=queued.left_out or None))
+                         left_out=queued.left_out or None, fanout=queued.fanout_id,
+                         approval=approved.approval_id if approved else None,
+                         approved_by=approved.approver.name if approved else None))
     return queued
 
 
@@ -168,17 +202,17 @@ def _opcode(name: str) -> Opcode:
 
 
 def _queue_for_device(conn: Connection, identifier: str, command: NewCommand,
-                      region: str | None) -> Queued:
+                      region: str | None, note: dict[str, Any]) -> Queued:
     with store_errors(field="device"):
         device = find_device_txn(conn, identifier, region)
     if device.state == "retired":
         raise Refused(f"device {device.imei} is retired: no command is sent to it")
-    command_id = insert_command_txn(conn, device.id, command)
+    command_id = insert_command_txn(conn, device.id, command, details=note or None)
     return Queued(command.opcode, device.imei, 1, command.priority, command_id=command_id)
 
 
-def _queue_fanout(conn: Connection, target: Target, command: NewCommand, *,
-                  destructive: bool) -> Queued:
+def _queue_fanout(conn: Connection, target: Target, command: NewCommand,
+                  note: dict[str, Any], *, destructive: bool) -> Queued:
     if target.kind == "group":
         with store_errors(field="group"):
             members = get_group_txn(conn, target.name).members
@@ -194,9 +228,14 @@ def _queue_fanout(conn: Connection, target: Target, command: NewCommand, *,
             raise NeedsConfirmation(
                 f"{command.opcode} to {where} would reach {reach} device(s) and must be "
                 "confirmed", reach=reach)
-    count = insert_fanout_commands_txn(conn, ids, command, details=details)
+    fanout_id = create_fanout_txn(conn, opcode=command.opcode, target=label,
+                                  requested_by=command.requested_by)
+    count = insert_fanout_commands_txn(conn, ids, replace(command, fanout_id=fanout_id),
+                                       details={**details, **note})
+    set_fanout_count_txn(conn, fanout_id, count)
     left_out = members - count if members is not None else 0
-    return Queued(command.opcode, label, count, command.priority, left_out=left_out)
+    return Queued(command.opcode, label, count, command.priority, left_out=left_out,
+                  fanout_id=fanout_id)
 
 
 def list_commands_txn(conn: Connection, actor: Actor, device: str, *, limit: int = 50,
@@ -273,3 +312,62 @@ def event_json(event: CommandEventRecord) -> dict[str, Any]:
     """One history row as JSON-ready data."""
     return {"at": event.at.isoformat(), "from": event.from_state, "to": event.to_state,
             "event": event.event, "actor": event.actor, "details": dict(event.details)}
+
+
+def command_page_txn(conn: Connection, actor: Actor, *, device: str | None = None,
+                     state: str | None = None, fanout: int | None = None,
+                     before_id: int | None = None, limit: int = 50,
+                     region: str | None = None) -> list[CommandRecord]:
+    """Commands newest first (by id, below ``before_id``), of one device (any written
+    identifier), in one state, of one fan-out (not audited)."""
+    if state is not None and state not in COMMAND_STATES:
+        raise InvalidRequest(f"unknown command state {state!r}; one of "
+                             f"{', '.join(COMMAND_STATES)}", field="state")
+    query = select(commands)
+    if device is not None:
+        with store_errors(field="device"):
+            query = query.where(commands.c.device_id == find_device_txn(conn, device,
+                                                                        region).id)
+    if state is not None:
+        query = query.where(commands.c.state == state)
+    if fanout is not None:
+        query = query.where(commands.c.fanout_id == fanout)
+    if before_id is not None:
+        query = query.where(commands.c.id < before_id)
+    rows = conn.execute(query.order_by(commands.c.id.desc()).limit(limit)).all()
+    return [command_record(r) for r in rows]
+
+
+FAILED_STATES = (State.REFUSED, State.FAILED, State.EXPIRED)
+"""The terminal states a fan-out's progress counts as failed."""
+
+
+@dataclass(frozen=True)
+class FanoutProgress:
+    """A fan-out and how far its commands got: how many in each state.
+
+    ``done``: executed by the device; ``failed``: refused, failed or expired;
+    ``finished``: in any final state (cancelled included).
+    """
+
+    fanout: FanoutRecord
+    states: Mapping[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: the record, ``states``, ``total``, ``done``, ``failed``, ``finished``."""
+        states = dict(self.states)
+        return {"id": self.fanout.id, "opcode": self.fanout.opcode,
+                "target": self.fanout.target, "count": self.fanout.count,
+                "requested_by": self.fanout.requested_by,
+                "created_at": self.fanout.created_at.isoformat(), "states": states,
+                "total": sum(states.values()), "done": states.get(State.DONE, 0),
+                "failed": sum(states.get(s, 0) for s in FAILED_STATES),
+                "finished": sum(n for s, n in states.items() if s in lifecycle.TERMINAL)}
+
+
+def fanout_progress_txn(conn: Connection, actor: Actor, fanout_id: int) -> FanoutProgress:
+    """A fan-out's progress, counted in the database (one GROUP BY on an index)."""
+    record = get_fanout_txn(conn, fanout_id)
+    if record is None:
+        raise NotFound(f"no fan-out with id {fanout_id}")
+    return FanoutProgress(record, fanout_states_txn(conn, fanout_id))

@@ -116,11 +116,43 @@ def show_device_txn(conn: Connection, actor: Actor, identifier: str, *,
 
 
 def device_page_txn(conn: Connection, actor: Actor, *, group: str | None = None,
-                    after_id: int = 0, limit: int = 1000) -> list[DeviceRecord]:
-    """Devices by id, ``limit`` after ``after_id`` (keyset paging; not audited)."""
+                    after_id: int = 0, limit: int = 1000, state: str | None = None,
+                    prefix: str | None = None) -> list[DeviceRecord]:
+    """Devices by id, ``limit`` after ``after_id`` (keyset paging; not audited), only
+    in ``state``, only those an IMEI, IMSI or number of which starts with ``prefix``."""
     if limit < 1:
         raise InvalidRequest("the limit must be at least 1", field="limit")
-    return registry.list_devices_txn(conn, group=group, after_id=after_id, limit=limit)
+    if state is not None and state not in DEVICE_STATES:
+        raise InvalidRequest(f"unknown device state {state!r}; one of "
+                             f"{', '.join(DEVICE_STATES)}", field="state")
+    return registry.list_devices_txn(conn, group=group, after_id=after_id, limit=limit,
+                                     state=state, prefix=prefix or None)
+
+
+def retire_devices_txn(conn: Connection, actor: Actor, identifiers: Sequence[str], *,
+                       region: str | None = None,
+                       approved_by: Actor | None = None) -> list[str]:
+    """Retire devices (any written identifiers): no command goes to them any more.
+
+    All or nothing: an identifier that matches no device refuses the whole
+    request.  Returns the IMEIs retired (already retired ones included);
+    audited as ``device.retire`` (with the second administrator,
+    ``approved_by``, when two-person approval applied).
+    """
+    if not identifiers:
+        raise InvalidRequest("no device to retire", field="devices")
+    records = [_find(conn, identifier, region) for identifier in identifiers]
+    imeis = []
+    for record in records:
+        if record.state != "retired":
+            registry.set_device_state_txn(conn, record.id, "retired")
+        imeis.append(record.imei)
+    target = imeis[0] if len(imeis) == 1 else f"{len(imeis)} devices"
+    details: dict[str, Any] = {"devices": imeis}
+    if approved_by is not None:
+        details["approved_by"] = approved_by.name
+    _audit(conn, actor, "device.retire", target, details)
+    return imeis
 
 
 def update_device_txn(conn: Connection, actor: Actor, identifier: str, *,

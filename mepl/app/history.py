@@ -16,12 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 
 from blobstore.audit import AuditRecord
 from blobstore.devices import DeviceRecord, find_device_txn, get_device_txn
 from blobstore.messages import StoredMessage
-from blobstore.schema import audit, commands, messages, security_events
+from blobstore.schema import (
+    audit,
+    command_events,
+    commands,
+    devices,
+    messages,
+    security_events,
+)
 from blobstore.security_events import SecurityEventRecord, device_security_events_txn
 from mepl.app.decode import MessageView, decode_message
 
@@ -157,10 +164,14 @@ def message_detail_txn(conn: Connection, message_id: int) -> MessageDetail | Non
 
 
 def audit_list_txn(conn: Connection, *, actor: str | None = None, action: str | None = None,
-                   since: datetime | None = None, limit: int = 100) -> list[AuditRecord]:
-    """Audit rows, newest first: of one ``actor``, one ``action``, at or after ``since``."""
+                   since: datetime | None = None, limit: int = 100,
+                   before_id: int | None = None) -> list[AuditRecord]:
+    """Audit rows, newest first: of one ``actor``, one ``action``, at or after ``since``,
+    with ids below ``before_id`` (the next page)."""
     check_limit(limit)
     query = select(audit)
+    if before_id is not None:
+        query = query.where(audit.c.id < before_id)
     if actor is not None:
         query = query.where(audit.c.actor == actor)
     if action is not None:
@@ -241,3 +252,111 @@ def _parts(conn: Connection, message: StoredMessage) -> list[StoredMessage]:
         if kept is None or abs(part.id - message.id) < abs(kept.id - message.id):
             nearest[part.part_seq] = part
     return list(nearest.values())
+
+
+def alerts_page_txn(conn: Connection, *, device: str | None = None,
+                    default_region: str | None = None, since: datetime | None = None,
+                    before_id: int | None = None, limit: int = 50) -> list[Alert]:
+    """Alerts and security events of every device (or of ``device``), newest first."""
+    check_limit(limit)
+    query = (select(security_events, devices.c.imei)
+             .select_from(security_events.outerjoin(
+                 devices, devices.c.id == security_events.c.device_id)))
+    if device is not None:
+        record = find_device_txn(conn, device, default_region)
+        query = query.where(security_events.c.device_id == record.id)
+    if since is not None:
+        query = query.where(security_events.c.at >= since)
+    if before_id is not None:
+        query = query.where(security_events.c.id < before_id)
+    rows = conn.execute(query.order_by(security_events.c.id.desc()).limit(limit)).all()
+    return [_alert(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A security event with the IMEI of its device (None: no device known)."""
+
+    id: int
+    imei: str | None
+    kind: str
+    at: datetime
+    message_id: int | None
+    details: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (as the live event stream sends it, with ``message_id``)."""
+        return {"id": self.id, "imei": self.imei, "kind": self.kind,
+                "at": self.at.isoformat(), "message_id": self.message_id,
+                "details": dict(self.details)}
+
+
+def _alert(row: Any) -> Alert:
+    return Alert(int(row.id), row.imei, row.kind, row.at, row.message_id, dict(row.details))
+
+
+@dataclass(frozen=True)
+class LiveCommandEvent:
+    """One command transition as the live stream sends it."""
+
+    id: int
+    command_id: int
+    imei: str
+    opcode: str
+    from_state: str | None
+    to_state: str
+    event: str
+    at: datetime
+    note: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"command_id","imei","opcode","from","to","event","at","note"}``."""
+        return {"command_id": self.command_id, "imei": self.imei, "opcode": self.opcode,
+                "from": self.from_state, "to": self.to_state, "event": self.event,
+                "at": self.at.isoformat(), "note": self.note}
+
+
+@dataclass(frozen=True)
+class LiveEvents:
+    """Events after a cursor: command transitions and alerts, each oldest first."""
+
+    commands: tuple[LiveCommandEvent, ...]
+    alerts: tuple[Alert, ...]
+
+
+def event_cursor_txn(conn: Connection) -> tuple[int, int]:
+    """The newest command event id and security event id (0 when none): "from now on"."""
+    row = conn.execute(select(
+        select(func.coalesce(func.max(command_events.c.id), 0)).scalar_subquery(),
+        select(func.coalesce(func.max(security_events.c.id), 0)).scalar_subquery())).one()
+    return int(row[0]), int(row[1])
+
+
+def live_events_txn(conn: Connection, after_command_event: int, after_security_event: int,
+                    *, device_id: int | None = None, limit: int = 500) -> LiveEvents:
+    """Command events and security events after the given ids (at most ``limit`` of
+    each), oldest first, of one device when ``device_id`` is given.
+
+    Read from the tables, so it sees what every MEPL process wrote.
+    """
+    query = (select(command_events.c.id, command_events.c.command_id, devices.c.imei,
+                    commands.c.opcode, command_events.c.from_state,
+                    command_events.c.to_state, command_events.c.event, command_events.c.at,
+                    command_events.c.details["note"].astext.label("note"))
+             .select_from(command_events
+                          .join(commands, commands.c.id == command_events.c.command_id)
+                          .join(devices, devices.c.id == command_events.c.device_id))
+             .where(command_events.c.id > after_command_event))
+    alerts = (select(security_events, devices.c.imei)
+              .select_from(security_events.outerjoin(
+                  devices, devices.c.id == security_events.c.device_id))
+              .where(security_events.c.id > after_security_event))
+    if device_id is not None:
+        query = query.where(command_events.c.device_id == device_id)
+        alerts = alerts.where(security_events.c.device_id == device_id)
+    rows = conn.execute(query.order_by(command_events.c.id).limit(limit)).all()
+    alert_rows = conn.execute(alerts.order_by(security_events.c.id).limit(limit)).all()
+    return LiveEvents(
+        tuple(LiveCommandEvent(int(r.id), int(r.command_id), r.imei, r.opcode, r.from_state,
+                               r.to_state, r.event, r.at, r.note) for r in rows),
+        tuple(_alert(r) for r in alert_rows))

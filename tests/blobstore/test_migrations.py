@@ -12,7 +12,8 @@ from tests.support.pg import create_database
 
 TABLES = {"devices", "device_identity_history", "groups", "group_members",
           "command_events", "inbound_queue", "device_server_keys", "security_events",
-          "server_key_counters", "commands", "messages", "audit", "alembic_version"}
+          "server_key_counters", "commands", "messages", "audit", "alembic_version",
+          "fanouts", "approvals"}
 
 
 def test_migrations_run_up_from_empty_down_to_base_and_up_again() -> None:
