@@ -167,3 +167,20 @@ def count_commands_by_state_txn(conn: Connection) -> dict[str, int]:
     """Number of commands in each state (states with none are left out)."""
     rows = conn.execute(text("SELECT state, count(*) FROM commands GROUP BY state"))
     return {str(r[0]): int(r[1]) for r in rows}
+
+
+_SET_FRAMES = text(
+    "UPDATE commands AS c SET counter = v.counter, key_id = v.key_id, frame = v.frame "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:counters AS bigint[]), "
+    "CAST(:keys AS integer[]), CAST(:frames AS bytea[])) AS v(id, counter, key_id, frame) "
+    "WHERE c.id = v.id"
+)
+
+
+def set_frames_txn(conn: Connection, frames: Mapping[int, tuple[int, int, bytes]]) -> None:
+    """Record each command's sealed frame: ``{command id: (counter, key id, frame)}``."""
+    if frames:
+        ids = sorted(frames)
+        conn.execute(_SET_FRAMES, {"ids": ids, "counters": [frames[i][0] for i in ids],
+                                   "keys": [frames[i][1] for i in ids],
+                                   "frames": [frames[i][2] for i in ids]})

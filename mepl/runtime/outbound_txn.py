@@ -11,6 +11,7 @@ change goes through the lifecycle table and leaves a ``command_events`` row.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from blobstore.commands import CommandRecord, command_record
-from blobstore.counters import allocate_counter_txn
+from blobstore.commands import CommandRecord, command_record, set_frames_txn
+from blobstore.counters import allocate_counters_txn
 from blobstore.inbound_queue import expire_waiting_txn, wake_receipts_txn
 from blobstore.lifecycle import bulk_transition_txn, transition_txn
 from blobstore.messages import NewMessage, insert_messages_txn
@@ -94,33 +95,39 @@ def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: i
         .where(devices.c.id.in_(ids)))}
     keys = device_keys_txn(conn, [c.device_id for c in claimed if c.frame is None],
                            default_key=key_id)
-    ready: list[ReadyCommand] = []
+    failures: dict[int, str] = {}
     for record in claimed:
         device = info[record.device_id]
-        error = None
         if device.state == "retired":
-            error = "device is retired"
+            failures[record.id] = "device is retired"
         elif device.msisdn is None:
-            error = "device has no phone number"
-        frame = record.frame
-        if error is None and frame is None:
-            device_key = keys[record.device_id]
-            counter = allocate_counter_txn(conn, device_key, record.device_id)
-            try:
-                frame = seal(ClaimedCommand(
-                    record.id, record.device_id, device.imei, device.msisdn, record.opcode,
-                    record.arguments, record.not_after, device_key, counter, None))
-            except ValueError as exc:
-                error = f"cannot encode command: {exc}"
-            else:
-                conn.execute(update(commands).where(commands.c.id == record.id)
-                             .values(counter=counter, key_id=device_key, frame=frame))
+            failures[record.id] = "device has no phone number"
+    to_seal = [r for r in claimed if r.frame is None and r.id not in failures]
+    wanted = Counter((keys[r.device_id], r.device_id) for r in to_seal)
+    next_counter = allocate_counters_txn(conn, wanted)
+    sealed: dict[int, tuple[int, int, bytes]] = {}
+    for record in to_seal:
+        device_key = keys[record.device_id]
+        counter = next_counter[(device_key, record.device_id)]
+        next_counter[(device_key, record.device_id)] = counter + 1
+        device = info[record.device_id]
+        try:
+            sealed[record.id] = (counter, device_key, seal(ClaimedCommand(
+                record.id, record.device_id, device.imei, device.msisdn, record.opcode,
+                record.arguments, record.not_after, device_key, counter, None)))
+        except ValueError as exc:
+            failures[record.id] = f"cannot encode command: {exc}"
+    set_frames_txn(conn, sealed)
+    ready: list[ReadyCommand] = []
+    for record in claimed:
+        frame = sealed[record.id][2] if record.id in sealed else record.frame
+        error = failures.get(record.id)
         if error is not None or frame is None:
             transition_txn(conn, record.id, Event.SEAL_FAILED, machine=lifecycle, now=now,
                            actor=worker, details={"error": error}, last_error=error)
             continue
-        ready.append(ReadyCommand(record.id, record.device_id, device.msisdn, frame,
-                                  record.attempts))
+        ready.append(ReadyCommand(record.id, record.device_id, info[record.device_id].msisdn,
+                                  frame, record.attempts))
     return ready
 
 

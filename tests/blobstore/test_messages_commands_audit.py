@@ -19,7 +19,7 @@ from blobstore.commands import (
     insert_command_txn,
     insert_group_commands_txn,
 )
-from blobstore.counters import allocate_counter_txn
+from blobstore.counters import allocate_counter_txn, allocate_counters_txn
 from blobstore.devices import add_device_txn
 from blobstore.groups import add_members_txn, create_group_txn
 from blobstore.identity import luhn_check_digit
@@ -145,6 +145,31 @@ def test_counters_are_never_handed_out_twice_under_concurrency(engine: Engine) -
     with engine.begin() as conn:
         assert allocate_counter_txn(conn, 1, device, count=10) == 101
         assert allocate_counter_txn(conn, 2, device) == 1
+
+
+def test_batch_counter_allocation_hands_out_consecutive_ranges_never_twice(
+        engine: Engine) -> None:
+    first, second = _devices(engine, 2)
+    taken: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(10):
+            with engine.begin() as conn:
+                got = allocate_counters_txn(conn, {(1, first): 3, (1, second): 1})
+            with lock:
+                taken.extend((first, got[(1, first)] + i) for i in range(3))
+                taken.append((second, got[(1, second)]))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(c for d, c in taken if d == first) == list(range(1, 91))
+    assert sorted(c for d, c in taken if d == second) == list(range(1, 31))
+    with engine.begin() as conn:  # the one-at-a-time allocation goes on from there
+        assert allocate_counter_txn(conn, 1, first) == 91
 
 
 def test_claims_go_by_priority_then_age_and_skip_locked_rows(engine: Engine) -> None:
