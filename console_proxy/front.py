@@ -156,9 +156,8 @@ class ProxySite(Site):
 
     def handshake_failed(self, transport: Any, failure: Failure) -> None:
         """Log and audit (best effort) a handshake the TLS front refused."""
-        handle = transport.getHandle()
-        notes = handle.get_app_data() if handle is not None else None
-        if not isinstance(notes, HandshakeNotes):
+        notes = self.proxy.tls.notes_for(transport.getHandle())
+        if notes is None:
             return
         reason = _tls_reason(notes, failure)
         if reason is None:
@@ -189,6 +188,6 @@ class ProxySite(Site):
                 log.warn("closing {admin}'s connection: certificate {reason}",
                          admin=identity.name, fingerprint=identity.fingerprint, reason=why)
                 transport: Any = channel.transport
-                transport.loseConnection()
+                transport.abortConnection()
                 dropped += 1
         return dropped

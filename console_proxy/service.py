@@ -77,6 +77,8 @@ class ProxyService:
         for channel in list(self.site.live):
             transport: Any = channel.transport
             transport.loseConnection()
+        for pending in list(self.site.tls_refusals):
+            await pending
         await self.upstream.close()
 
     async def refresh_policy(self) -> bool:

@@ -7,17 +7,19 @@ context to every new TLS connection; :meth:`TlsFront.reload` swaps in a new
 context built from the files, so a new CRL or CA applies from the next
 handshake without a restart.  A broken file keeps the previous context.
 
-Every connection carries :class:`HandshakeNotes` (its app data): what the
-verify callback saw (subject, fingerprint, the first failure) so that a
-refused handshake can be audited with whatever the proxy learnt.
+Every connection has :class:`HandshakeNotes` (:meth:`TlsFront.notes_for`):
+what the verify callback saw (subject, fingerprint, the first failure) so
+that a refused handshake can be audited with whatever the proxy learnt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -87,9 +89,9 @@ def _read(path: Path, what: str) -> bytes:
         raise TlsLoadError(f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
-def _verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
-    notes = conn.get_app_data()
-    if not isinstance(notes, HandshakeNotes):
+def _verify(notes: HandshakeNotes | None, cert: crypto.X509, errno: int, depth: int,
+            ok: int) -> bool:
+    if notes is None:
         return bool(ok)
     if depth == 0:
         leaf = cert.to_cryptography()
@@ -106,7 +108,7 @@ def _verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok:
     return True
 
 
-def load_state(files: TlsFiles) -> TlsState:
+def load_state(files: TlsFiles, verify: Callable[..., bool]) -> TlsState:
     """Build a server context from ``files`` (raises :class:`TlsLoadError`)."""
     try:
         cert = x509.load_pem_x509_certificate(_read(files.server_cert, "server certificate"))
@@ -138,7 +140,7 @@ def load_state(files: TlsFiles) -> TlsState:
     store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
     ctx.add_client_ca(ca)
     ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE,
-                   _verify)
+                   verify)
     return TlsState(context=ctx, revoked=frozenset(r.serial_number for r in crl),
                     crl_next_update=crl.next_update_utc, ca_subject=ca.subject.rfc4514_string())
 
@@ -149,16 +151,25 @@ class TlsFront:
 
     def __init__(self, files: TlsFiles) -> None:
         self.files = files
-        self.state = load_state(files)
+        self._notes: WeakKeyDictionary[SSL.Connection, HandshakeNotes] = WeakKeyDictionary()
+        self.state = load_state(files, self._verify)
 
     def reload(self) -> None:
         """Rebuild from the files; on error the previous state stays (and the error is raised)."""
-        self.state = load_state(self.files)
+        self.state = load_state(self.files, self._verify)
+
+    def _verify(self, conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int,
+                ok: int) -> bool:
+        return _verify(self._notes.get(conn), cert, errno, depth, ok)
+
+    def notes_for(self, connection: SSL.Connection | None) -> HandshakeNotes | None:
+        """What the verify callback saw on ``connection``."""
+        return None if connection is None else self._notes.get(connection)
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:  # noqa: N802, N803
         """A connection of the current context, with fresh :class:`HandshakeNotes`."""
         connection = SSL.Connection(self.state.context, None)
-        connection.set_app_data(HandshakeNotes())
+        self._notes[connection] = HandshakeNotes()
         return connection
 
     def still_valid(self, identity: AdminIdentity, now: datetime) -> str | None:

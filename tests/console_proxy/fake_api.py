@@ -22,7 +22,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
+from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -83,14 +84,23 @@ class FakeApi:
     _nonces: set[str] = field(default_factory=set)
     _audit_waiters: list[defer.Deferred[dict[str, Any]]] = field(default_factory=list)
     _stream_waiters: list[defer.Deferred[Any]] = field(default_factory=list)
+    factory: Any = None
 
     @classmethod
     def listen(cls, pki_dir: Path, socket: Path) -> tuple[FakeApi, Any]:
         key = load_pem_public_key((pki_dir / "assertion.pub").read_bytes())
         assert isinstance(key, ed25519.Ed25519PublicKey)
         api = cls(key)
-        port = reactor.listenUNIX(str(socket), Site(_Root(api)))  # type: ignore[attr-defined]
+        api.factory = WrappingFactory(Site(_Root(api)))
+        port = reactor.listenUNIX(str(socket), api.factory)  # type: ignore[attr-defined]
         return api, port
+
+    async def settle(self) -> None:
+        """Wait (reactor turns, at most ~2 s) until no connection to the fake is open."""
+        for _ in range(400):
+            if not self.factory.protocols:
+                return
+            await task.deferLater(reactor, 0.005, lambda: None)
 
     def verify(self, request: Any, body: bytes) -> dict[str, Any] | str:
         header = request.getHeader(b"mepl-assertion")
@@ -147,7 +157,7 @@ def _json(request: Any, status: int, value: Any) -> bytes:
 
 
 class _Root(Resource):
-    isLeaf = True
+    isLeaf = True  # noqa: N815
 
     def __init__(self, api: FakeApi) -> None:
         super().__init__()

@@ -114,7 +114,11 @@ class ProxyHarness:
 
     async def start(self) -> ProxyHarness:
         port = await self.service.start()
-        self.case.addCleanup(lambda: defer.Deferred.fromCoroutine(self.service.stop()))
+        async def stop() -> None:
+            await self.service.stop()
+            await self.api.settle()
+
+        self.case.addCleanup(lambda: defer.Deferred.fromCoroutine(stop()))
         self.base = f"https://127.0.0.1:{port.getHost().port}"
         return self
 
