@@ -10,6 +10,7 @@ answered only after ``POST /v1/proxy/audit`` confirmed it (else 503
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -183,7 +184,7 @@ def _answer(request: Request, code: str, message: str, rid: str, *, field: str |
     request.setHeader(b"content-length", str(len(body)).encode())
     request.setHeader(b"x-request-id", rid.encode())
     if retry_after is not None:
-        request.setHeader(b"retry-after", str(max(1, round(retry_after + 0.5))).encode())
+        request.setHeader(b"retry-after", str(max(1, math.ceil(retry_after))).encode())
     if close:
         request.setHeader(b"connection", b"close")
     request.write(body)

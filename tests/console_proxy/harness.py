@@ -85,7 +85,8 @@ class Chunks(Protocol):
         return d
 
     def connectionLost(self, reason: Any = None) -> None:
-        self.lost.callback(reason)
+        self.reason = reason
+        self.lost.callback(None)
 
 
 class ProxyHarness:
