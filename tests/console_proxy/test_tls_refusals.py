@@ -132,3 +132,15 @@ class TlsRefusalTest(unittest.TestCase):
             self.assertEqual(code, 200, body)
             self.assertEqual(json.loads(body)["claims"]["sub"], "uma")
         return self.run_async(go())
+
+    def test_sighup_reload_applies_a_new_crl_and_refetches_the_policy(self) -> Any:
+        async def go() -> None:
+            h = await ProxyHarness(self).start()
+            cert, key = h.pki.admin("hal", "viewer")
+            fetches = len(h.api.seen)
+            h.pki.revoke("hal")
+            self.assertTrue(await h.service.reload())      # what SIGHUP calls
+            self.assertEqual(len(h.api.seen), fetches + 1)
+            record = await self.refused(h, Client(self, h.base, h.pki.ca, cert, key))
+            self.assertEqual(record["reason"], "revoked")
+        return self.run_async(go())
