@@ -64,12 +64,10 @@ from twisted.python.failure import Failure
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blobstore.commands import NewCommand, insert_command_txn, insert_group_commands_txn
-from blobstore.copy import bytea_cell, copy_from_text
 from blobstore.embedded import EmbeddedServer, start_embedded
 from blobstore.identity import luhn_check_digit
-from blobstore.importer import ImportRow, import_rows_txn
+from blobstore.importer import Enrolling, ImportRow, import_rows_txn
 from blobstore.migrate import upgrade
-from blobstore.server_keys import pin_unpinned_txn
 from mepl.fleet import SimulatedDevice, SimulatedFleet
 from mepl.settings import DispatchConfig
 from signing.alerts import make_alert
@@ -167,25 +165,18 @@ def enrol(engine: Engine, keys: Sequence[SigningKey], publics: Sequence[bytes],
           key_id: int) -> None:
     """Register N devices in GROUP with their keys, provisioned and pinned to ``key_id``."""
     n = len(keys)
+    # The product's bulk import with keys (mepl devices import, public_key column):
+    # COPY into a stage, one statement registers, enrols and pins each batch.
+    enrolling = Enrolling(lambda raw: keys_by_public[raw], key_id)
+    keys_by_public = {publics[i]: keys[i].key_id for i in range(n)}
     for start in range(0, n, BATCH):
-        rows = [ImportRow(i + 2, imei(i), imsi(i), msisdn(i), GROUP)
+        rows = [ImportRow(i + 2, imei(i), imsi(i), msisdn(i), GROUP, publics[i])
                 for i in range(start, min(n, start + BATCH))]
         with engine.begin() as conn:
-            errors = import_rows_txn(conn, rows)
-        if errors:
-            raise BenchError(f"enrolment: {len(errors)} rows refused, first: {errors[0]}")
-        with engine.begin() as conn:
-            conn.execute(text("CREATE TEMPORARY TABLE bench_keys (imei char(15), key_id int, "
-                              "public_key bytea) ON COMMIT DROP"))
-            copy_from_text(conn, "COPY bench_keys FROM STDIN", "".join(
-                f"{imei(i)}\t{keys[i].key_id}\t{bytea_cell(publics[i])}\n"
-                for i in range(start, min(n, start + BATCH))))
-            conn.execute(text(
-                "UPDATE devices d SET key_id = k.key_id, public_key = k.public_key, "
-                "state = 'provisioned', updated_at = now() FROM bench_keys k "
-                "WHERE d.imei = k.imei"))
-    with engine.begin() as conn:
-        pin_unpinned_txn(conn, key_id)
+            done = import_rows_txn(conn, rows, enrolling)
+        if done.errors or done.enrolled != len(rows):
+            raise BenchError(f"enrolment: {len(done.errors)} rows refused, "
+                             f"{done.enrolled} of {len(rows)} enrolled")
     # As autovacuum would have done on a fleet enrolled some time ago: the fleet's
     # tables only.  The queue and history tables are left alone, as on a system
     # whose history is already large: statistics saying "empty" would make every

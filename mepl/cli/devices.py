@@ -15,7 +15,7 @@ from pathlib import Path
 
 from blobstore.database import Database
 from blobstore.devices import DeviceRecord
-from blobstore.importer import ImportFormatError, import_csv
+from blobstore.importer import Enrolling, ImportFormatError, import_csv
 from blobstore.schema import DEVICE_STATES
 from mepl.app.devices import (
     add_device_txn,
@@ -37,6 +37,7 @@ from mepl.cli.db import cli_user, run_with_database, transactions
 from mepl.cli.keys import signing_config
 from mepl.config import ConfigError
 from signing.errors import SigningError
+from signing.keys import device_key_id
 from signing.keystore import KeyIndex, ServerKeyStore
 
 
@@ -158,14 +159,27 @@ def _key_index(args: argparse.Namespace) -> KeyIndex | None:
     return store.load() if store.exists() else None
 
 
+def _enrolling(args: argparse.Namespace) -> Enrolling | None:
+    """How rows with a public_key are enrolled: pinned to --server-key, else to the
+    active key of the key store here; None when neither is known."""
+    keys = _key_index(args)
+    server_key = args.server_key
+    if server_key is None and keys is not None:
+        server_key = keys.active_key_id
+    if server_key is None:
+        return None
+    return Enrolling(device_key_id, server_key)
+
+
 def _import(args: argparse.Namespace) -> int:
     path: Path = args.file
 
     def body(database: Database, general: GeneralConfig) -> int:
         try:
+            enrolling = _enrolling(args)
             with path.open(newline="", encoding="utf-8-sig") as stream:
                 report = import_csv(database.engine, stream, general.default_region,
-                                    batch_size=args.batch_size)
+                                    batch_size=args.batch_size, enrolling=enrolling)
         except OSError as exc:
             return fail(f"cannot read {path}: {exc.strerror}")
         except ImportFormatError as exc:
@@ -176,7 +190,8 @@ def _import(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
         transactions(database).run("devices import", record_import_txn, cli_user(),
                                    str(path), report)
-        print(f"imported {report.imported} device(s) from {path}: "
+        enrolled = f", {report.enrolled} enrolled with their keys" if report.enrolled else ""
+        print(f"imported {report.imported} device(s) from {path}{enrolled}: "
               f"{report.rows} row(s), {len(report.errors)} bad")
         return 1 if report.errors else 0
 
@@ -214,8 +229,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     upd.add_argument("--state", choices=DEVICE_STATES, help="new state")
     upd.set_defaults(func=_update)
 
-    imp = actions.add_parser("import", help="bulk import from CSV (imei,imsi,phone,group)")
+    imp = actions.add_parser(
+        "import", help="bulk import from CSV (imei,imsi,phone,group,public_key)",
+        description="Bulk import devices from CSV with a header naming imei (required) and "
+                    "any of imsi, phone, group, public_key.  A row with a public_key (the "
+                    "handset's Ed25519 key, 64 hex digits) is enrolled at once: provisioned, "
+                    "pinned to the server key it was provisioned with (--server-key, else "
+                    "the active key of the key store here).  Bad rows are reported as "
+                    "`line N: ...` and skipped; good rows go in by COPY, one transaction "
+                    "per batch.")
     imp.add_argument("file", type=Path, metavar="FILE.csv")
+    imp.add_argument("--server-key", type=int, metavar="ID",
+                     help="the server key the handsets in the file were provisioned with")
     imp.add_argument("--batch-size", type=int, default=10_000, metavar="N",
                      help="rows per transaction (default 10000)")
     imp.set_defaults(func=_import)

@@ -4,11 +4,19 @@ import io
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy import text as text_sql
 
 from blobstore.devices import add_device_txn, find_device_txn, list_devices_txn
 from blobstore.groups import get_group_txn
 from blobstore.identity import luhn_check_digit
-from blobstore.importer import ImportFormatError, ImportRow, RowError, import_csv, parse_csv
+from blobstore.importer import (
+    Enrolling,
+    ImportFormatError,
+    ImportRow,
+    RowError,
+    import_csv,
+    parse_csv,
+)
 
 
 def _imei(n: int) -> str:
@@ -83,3 +91,42 @@ def test_a_bad_header_refuses_the_whole_file(header: str) -> None:
 
 def test_row_error_prints_as_line_and_message() -> None:
     assert str(RowError(7, "bad")) == "line 7: bad"
+
+
+def test_rows_with_a_public_key_are_enrolled_and_pinned_in_the_same_batch(
+        engine: Engine) -> None:
+    key_a, key_b = bytes(range(32)), bytes(range(1, 33))
+    text = "\n".join([
+        "imei,phone,public_key",
+        f"{_imei(21)},+447700900021,{key_a.hex()}",
+        f"{_imei(22)},+447700900022,",                       # no key: registered only
+        f"{_imei(23)},+447700900023,{key_b.hex()[:-2]}",      # 31 octets
+        f"{_imei(24)},+447700900024,zz{key_b.hex()[2:]}",     # not hex
+        f"{_imei(25)},+447700900025,{key_b.hex().upper()}",
+        "",
+    ])
+    enrolling = Enrolling(lambda raw: raw[0] + 100, server_key=7)
+    report = import_csv(engine, io.StringIO(text), "GB", enrolling=enrolling)
+    assert (report.imported, report.enrolled) == (3, 2)
+    assert [str(e) for e in report.errors] == [
+        "line 4: public_key: an Ed25519 public key has 32 octets, got 31",
+        "line 5: public_key: not hexadecimal",
+    ]
+    with engine.begin() as conn:
+        a = find_device_txn(conn, _imei(21))
+        b = find_device_txn(conn, _imei(25))
+        bare = find_device_txn(conn, _imei(22))
+        pins = dict(conn.execute(text_sql(
+            "SELECT device_id, key_id FROM device_server_keys")).all())
+    assert (a.state, a.public_key, a.key_id) == ("provisioned", key_a, 100)
+    assert (b.state, b.public_key, b.key_id) == ("provisioned", key_b, 101)
+    assert (bare.state, bare.public_key) == ("unprovisioned", None)
+    assert pins == {a.id: 7, b.id: 7}
+
+
+def test_a_public_key_without_a_way_to_enrol_it_is_a_bad_row(engine: Engine) -> None:
+    text = f"imei,public_key\n{_imei(31)},{bytes(32).hex()}\n{_imei(32)},\n"
+    report = import_csv(engine, io.StringIO(text), "GB")
+    assert report.imported == 1
+    assert [str(e) for e in report.errors] == [
+        "line 2: public_key given but no key store here to enrol with"]

@@ -220,3 +220,24 @@ def test_update_and_enrol_name_the_option_at_fault_and_a_positional_without_one(
     assert code == 1 and err.startswith(f"mepl: error: no device with IMEI {_imei(2)} or")
     code, _, err = run("groups", "add", "bad name")
     assert code == 1 and err.startswith("mepl: error: group name 'bad name' must be")
+
+
+def test_import_with_public_keys_enrols_each_device_pinned_to_the_active_key(
+        run: Run, tmp_path: Path) -> None:
+    code, _, err = run("keys", "init", "--trusted-number", "+447700900000")
+    assert code == 0, err
+    handset_key = bytes(range(32))
+    csv_file = tmp_path / "keys.csv"
+    csv_file.write_text(f"imei,phone,public_key\n{_imei(1)},+447700900001,{handset_key.hex()}\n"
+                        f"{_imei(2)},+447700900002,\n")
+    code, out, err = run("devices", "import", str(csv_file))
+    assert (code, err) == (0, "")
+    assert out.strip() == (f"imported 2 device(s) from {csv_file}, 1 enrolled with their keys: "
+                           "2 row(s), 0 bad")
+    code, out, _ = run("devices", "show", _imei(1), "--json")
+    shown = json.loads(out)
+    assert (shown["state"], shown["public_key"]) == ("provisioned", handset_key.hex())
+    code, out, _ = run("keys", "show")
+    shown = json.loads(out)
+    assert (shown["devices_per_key"], shown["devices_unpinned"]) == (
+        {str(shown["active_key_id"]): 1}, 0)
