@@ -7,6 +7,7 @@ The UDH (when esm_class has UDHI) or the SAR/port TLVs become
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from types import MappingProxyType
 
@@ -32,8 +33,14 @@ def text_of(payload: bytes, data_coding: int) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=16384)
 def normalise_address(raw: str, ton: int) -> str:
-    """E.164 for numeric international/unknown-TON addresses, else as given."""
+    """E.164 for numeric international/unknown-TON addresses, else as given.
+
+    Cached (bounded): the same few numbers come back all the time (the
+    server's own number on every MO, a fleet's handsets), and parsing one
+    with phonenumbers costs about 100 µs, 5 % of the inbound path's CPU.
+    """
     if raw.isdigit() and ton in (0, 1):
         try:
             return to_e164(raw)
