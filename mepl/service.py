@@ -75,7 +75,8 @@ class MeplService(MultiService):
         self.inbound = InboundReceiver(runner=self.pool, clock=reactor, wake=self.worker.wake)
         self.binds: dict[str, SmppBind] = build_binds(
             settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,
-            on_receipt=self.inbound.on_receipt, pdu_sink=self._store_pdu)
+            on_receipt=self.inbound.on_receipt,
+            pdu_sink=self._store_pdu if settings.smpp.pdu_log == "all" else None)
         for bind in self.binds.values():
             bind.setServiceParent(self)  # type: ignore[no-untyped-call]
         channels: dict[str, OutboundChannel] = dict(self.binds)

@@ -94,7 +94,12 @@ class SmppConfig:
 
     Routes may name links of other channels (HTTP gateways) too, so their link
     names are checked when the :class:`sms_gateway.routing.Router` is built.
+    ``pdu_log``: ``all`` stores every raw PDU sent and received (binds,
+    enquire_links, responses) besides the SMS themselves; ``none`` stores
+    the SMS (``mt``, ``mo``, ``dlr`` rows, raw user data included) only,
+    about two thirds fewer rows per command.
     """
 
     links: Mapping[str, SmppLinkConfig] = field(default_factory=lambda: MappingProxyType({}))
     routes: tuple[Route, ...] = ()
+    pdu_log: Literal["all", "none"] = "all"
