@@ -29,7 +29,7 @@ class Rounds:
     """Runs ``run_once`` again and again until stopped."""
 
     def __init__(self, clock: Clock, run_once: Callable[[], Deferred[Any]], *,
-                 idle_s: float, busy: Callable[[Any], bool], name: str) -> None:
+                 idle_s: float | None, busy: Callable[[Any], bool], name: str) -> None:
         self._clock = clock
         self._run_once = run_once
         self._idle_s = idle_s
@@ -80,19 +80,28 @@ class Rounds:
                 log.failure("{name} round failed", result, name=self._name)
             else:
                 busy = self._busy(result)
-            if not self._stopping:
-                delay = 0 if busy or self._again else self._idle_s
-                self._timer = self._clock.callLater(delay, self._tick)
+            if self._stopping:
+                return
+            if busy or self._again:
+                self._timer = self._clock.callLater(0, self._tick)
+            elif self._idle_s is not None:  # None: idle until woken
+                self._timer = self._clock.callLater(self._idle_s, self._tick)
 
         self._running.addBoth(next_round)
 
 
 class Lanes:
-    """``count`` :class:`Rounds` over one ``run_once``, started, woken and stopped together."""
+    """``count`` :class:`Rounds` over one ``run_once``, started, woken and stopped together.
+
+    Only the first lane polls when idle; the others run while there is work
+    (busy rounds) or when woken, so an idle process costs one poll per
+    ``idle_s`` whatever the count.
+    """
 
     def __init__(self, clock: Clock, run_once: Callable[[], Deferred[Any]], *, count: int,
                  idle_s: float, busy: Callable[[Any], bool], name: str) -> None:
-        self._lanes = [Rounds(clock, run_once, idle_s=idle_s, busy=busy, name=f"{name}[{i}]")
+        self._lanes = [Rounds(clock, run_once, idle_s=idle_s if i == 0 else None, busy=busy,
+                              name=f"{name}[{i}]")
                        for i in range(max(count, 1))]
 
     def start(self) -> None:

@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from mepl.runtime.rounds import Rounds
+from mepl.runtime.rounds import Lanes, Rounds
 
 
 class RoundsTests(SynchronousTestCase):
@@ -74,3 +74,42 @@ class RoundsTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.clock.advance(60)
         self.assertEqual(self.calls, 1)
+
+
+class LanesTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.waiting: list[Deferred[Any]] = []
+
+    def run_once(self) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.waiting.append(d)
+        return d
+
+    def finish_all(self, claimed: int) -> None:
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(claimed)
+        self.clock.advance(0)
+
+    def test_lanes_overlap_while_busy_and_only_one_polls_when_idle(self) -> None:
+        lanes = Lanes(self.clock, self.run_once, count=3, idle_s=5, busy=lambda n: n >= 10,
+                      name="t")
+        lanes.start()
+        self.clock.advance(0)
+        self.assertEqual(len(self.waiting), 3)  # three rounds in flight at once
+        self.finish_all(10)                      # busy: each lane goes again at once
+        self.assertEqual(len(self.waiting), 3)
+        self.finish_all(0)                       # idle: nothing until the poll
+        self.assertEqual(len(self.waiting), 0)
+        self.clock.advance(5)
+        self.assertEqual(len(self.waiting), 1)  # the first lane polls, alone
+        self.finish_all(0)
+        lanes.wake()                             # work queued: every lane runs
+        self.clock.advance(0)
+        self.assertEqual(len(self.waiting), 3)
+        stopped: list[Any] = []
+        lanes.stop().addBoth(stopped.append)
+        self.assertEqual(stopped, [])            # rounds in progress finish first
+        self.finish_all(0)
+        self.assertEqual(stopped, [None])
