@@ -98,7 +98,8 @@ class InboundWorker(OneByOne):
         # their look-ups and applies sharing commits (see ``group`` above).
         receipts = [e for e in entries if e.kind == "dlr"]
         singles = [e for e in entries if e.kind == "mo" and (e.part_total or 1) == 1]
-        others = [e for e in entries if e not in receipts and e not in singles]
+        batched = {e.id for e in receipts} | {e.id for e in singles}
+        others = [e for e in entries if e.id not in batched]
         work = [self._one(entry) for entry in others]
         if receipts:
             work.append(self._receipts(receipts))
