@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
 
 from blobstore.schema import inbound_queue, messages
 
@@ -57,32 +57,25 @@ def enqueue_many_txn(conn: Connection,
             for m, k, link, smsc in items])
 
 
+_CLAIM = text(
+    "WITH due AS (SELECT id FROM inbound_queue WHERE state = 'pending' "
+    "AND available_at <= :now AND (claimed_at IS NULL OR claimed_at < :stale) "
+    "ORDER BY available_at, id LIMIT :limit FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE inbound_queue AS q SET claimed_by = :worker, claimed_at = :now, "
+    "attempts = q.attempts + 1 FROM due WHERE q.id = due.id "
+    "RETURNING q.id, q.message_id, q.kind, q.link, q.smsc_message_id, q.attempts) "
+    "SELECT c.id, c.message_id, c.kind, c.link, c.smsc_message_id, c.attempts, m.channel, "
+    "m.kind AS message_kind, m.peer, m.payload, m.part_seq, m.part_total, m.meta, "
+    "m.created_at FROM claimed AS c JOIN messages AS m ON m.id = c.message_id ORDER BY c.id"
+)
+"""The claim, as plain SQL built once: it runs on every round of every worker."""
+
+
 def claim_entries_txn(conn: Connection, *, worker: str, now: datetime, lease: timedelta,
                       limit: int) -> list[QueueEntry]:
     """Claim up to ``limit`` due items (oldest first) with their stored rows."""
-    due = (
-        select(inbound_queue.c.id)
-        .where(inbound_queue.c.state == "pending", inbound_queue.c.available_at <= now,
-               or_(inbound_queue.c.claimed_at.is_(None),
-                   inbound_queue.c.claimed_at < now - lease))
-        .order_by(inbound_queue.c.available_at, inbound_queue.c.id).limit(limit)
-        .with_for_update(skip_locked=True).cte("due")
-    )
-    claimed = (
-        update(inbound_queue).where(inbound_queue.c.id == due.c.id)
-        .values(claimed_by=worker, claimed_at=now, attempts=inbound_queue.c.attempts + 1)
-        .returning(inbound_queue.c.id, inbound_queue.c.message_id, inbound_queue.c.kind,
-                   inbound_queue.c.link, inbound_queue.c.smsc_message_id,
-                   inbound_queue.c.attempts)
-        .cte("claimed")
-    )
-    rows = conn.execute(
-        select(claimed, messages.c.channel, messages.c.kind.label("message_kind"),
-               messages.c.peer, messages.c.payload, messages.c.part_seq,
-               messages.c.part_total, messages.c.meta, messages.c.created_at)
-        .join(messages, messages.c.id == claimed.c.message_id)
-        .order_by(claimed.c.id)
-    ).all()
+    rows = conn.execute(_CLAIM, {"now": now, "stale": now - lease, "limit": limit,
+                                 "worker": worker}).all()
     return [QueueEntry(int(r.id), int(r.message_id), r.kind, r.link, r.smsc_message_id,
                        int(r.attempts), r.channel, r.message_kind, r.peer, bytes(r.payload),
                        r.part_seq, r.part_total, r.meta, r.created_at) for r in rows]
