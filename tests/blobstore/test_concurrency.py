@@ -97,7 +97,7 @@ def test_import_racing_another_registration_reports_it_and_keeps_the_rest(
         add_device_txn(conn, _imei(2))
     rows = [ImportRow(n + 2, _imei(n), None, None, "g") for n in range(4)]
     with engine.begin() as conn:
-        errors = import_rows_txn(conn, rows)
+        errors = import_rows_txn(conn, rows).errors
         assert count_devices_txn(conn) == 4
     assert [str(e) for e in errors] == [f"line 4: IMEI {_imei(2)} is already registered"]
 
