@@ -94,13 +94,20 @@ class Stack:
         return Client.connect(self.proxy, self.identity(name), self.ca, clock=clock,
                               timeout=15)
 
-    def console(self, name: str, *argv: str) -> tuple[int, str, str]:
-        """``mdm-console`` (its main) as ``name``: (exit status, stdout, stderr)."""
-        term = Terminal(io.StringIO(), io.StringIO(), io.StringIO(), interactive=False)
-        flags = ["--proxy", self.proxy, "--identity", str(self.p12(name)), "--ca", str(self.ca),
+    def console(self, name: str, *argv: str, pem: bool = False) -> tuple[int, str, str]:
+        """``mdm-console`` (its main) as ``name``: (exit status, stdout, stderr).
+
+        ``pem``: the PEM certificate and its key (encrypted with the bundle's passphrase)
+        instead of the PKCS#12 bundle."""
+        out, err = io.StringIO(), io.StringIO()
+        term = Terminal(io.StringIO(), out, err, interactive=False)
+        issued = self.pki_dir / pki.ISSUED_DIR
+        who = (["--cert", str(issued / f"{name}.pem"), "--key", str(issued / f"{name}.key")]
+               if pem else ["--identity", str(self.p12(name))])
+        flags = ["--proxy", self.proxy, *who, "--ca", str(self.ca),
                  "--passphrase-file", str(self.passphrase_file(name))]
         status = console_main([*flags, *argv], terminal=term, env={})
-        return status, term.stdout.getvalue(), term.stderr.getvalue()
+        return status, out.getvalue(), err.getvalue()
 
     def rows(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
@@ -182,6 +189,9 @@ def test_whoami_names_each_admin_and_role_as_the_api_sees_them(stack: Stack) -> 
     status, out, _ = stack.console("vic", "whoami")
     assert status == 0
     assert "vic" in out and "viewer" in out
+    status, out, err = stack.console("olga", "whoami", "--json", pem=True)
+    assert status == 0, err
+    assert json.loads(out)["name"] == "olga"
 
 
 def test_a_device_is_found_by_its_phone_number_written_nationally_or_internationally(
@@ -346,3 +356,20 @@ def test_watch_receives_a_sends_events_live_and_resumes_from_last_event_id(
         again.stop()
         thread.join(10)
     assert [e.id for e in rest] == [e.id for e in seen[1:]]
+
+
+def test_a_group_lock_waits_for_approval_and_its_fanout_progress_is_visible(
+        stack: Stack) -> None:
+    with stack.client("demo-admin") as admin:
+        sent = admin.send_command("lock", {"group": "demo-fleet"})
+        assert sent.approval is not None and sent.approval.action == "command.lock.group"
+    with stack.client("demo-approver") as approver:
+        decided = approver.approve(sent.approval.id)
+        assert decided.result is not None and decided.result.fanout_id is not None
+        assert decided.result.count == 3
+        deadline = time.monotonic() + 20
+        while (progress := approver.get_fanout(decided.result.fanout_id)).done < 2:
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.1)
+    assert progress.total == 3
+    assert sum(progress.by_state.values()) == 3
