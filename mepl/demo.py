@@ -8,6 +8,11 @@ query and a long notification (concatenated SMS) to single devices; a SIM
 swap alert that the policy answers with a LOCK; a LOST alert arriving through
 the HTTP gateway.  Every frame is verified on the handset and every reply on
 the server; the summary says what was sent, answered and stored.
+
+With a state directory (``mepl demo`` always gives one) the admin channel
+runs too (:mod:`mepl.demoadmin`): the admin API on its UNIX socket, the
+console proxy on 127.0.0.1 with mutual TLS, and one drive through it with
+the client library.  ``serve`` keeps everything running until shutdown.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 import treq
@@ -26,6 +32,7 @@ from sqlalchemy import Connection, text
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
 from twisted.web.client import HTTPConnectionPool
 
 from blobstore.commands import NewCommand, insert_command_txn, insert_group_commands_txn
@@ -45,6 +52,16 @@ from blobstore.groups import (
 )
 from blobstore.identity import luhn_check_digit
 from blobstore.server_keys import pin_device_txn
+from mepl.demoadmin import (
+    AdminPki,
+    console_lines,
+    drive,
+    ensure_admin_pki,
+    proxy_url,
+    start_proxy,
+    stop_proxy,
+    write_console_configs,
+)
 from mepl.fleet import SimulatedDevice, SimulatedFleet, make_device
 from mepl.service import MeplService
 from mepl.settings import Settings, load_settings
@@ -66,6 +83,12 @@ class DemoOptions:
     devices: int = 20
     timeout: float = 60.0
     receipt_delay: float = 0.2
+    state_dir: Path | None = None
+    """Where the admin channel's PKI and console files live; None: no admin channel."""
+    proxy_port: int | None = None
+    """The proxy's port (0: any free one); None: 8443 if free, else any free port."""
+    serve: bool = False
+    """Keep the fleet, the API and the proxy running after the scenario, until shutdown."""
 
 
 def demo_imei(index: int) -> str:
@@ -74,9 +97,13 @@ def demo_imei(index: int) -> str:
     return body + luhn_check_digit(body)
 
 
-def demo_settings(smsc_port: int, secret: str, sim_password: str) -> Settings:
-    """Settings for the demo: one SMPP link to the simulator, one JSON gateway."""
-    return load_settings({
+def demo_settings(smsc_port: int, secret: str, sim_password: str,
+                  admin: AdminPki | None = None) -> Settings:
+    """Settings for the demo: one SMPP link to the simulator, one JSON gateway, and the
+    admin API on its UNIX socket when ``admin`` is given."""
+    extra: dict[str, Any] = {} if admin is None else {"admin": {
+        "assertion_keys": [str(admin.assertion_pub)], "socket": str(admin.socket)}}
+    return load_settings({**extra,
         "dispatch": {"server_number": SERVER_NUMBER, "poll_interval_s": 0.05},
         "smpp": {"links": {"simulator": {
             "host": "127.0.0.1", "port": smsc_port, "system_id": "mepl-demo",
@@ -170,6 +197,8 @@ class Demo:
         self.options = options
         self.out = out
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self.admin_url = ""
+        self._stopped: Deferred[None] | None = None
 
     def say(self, line: str) -> None:
         """Print one line of the demo's narrative."""
@@ -211,21 +240,52 @@ class Demo:
         for device in devices:
             fleet.add(device)
         secret = secrets.token_hex(16)
-        settings = demo_settings(port.getHost().port, secret, sim_password)
+        admin = (ensure_admin_pki(opts.state_dir, started) if opts.state_dir is not None
+                 else None)
+        settings = demo_settings(port.getHost().port, secret, sim_password, admin)
         service = MeplService(settings, reactor=self.reactor, engine=engine, signer=signer,
                               on_event=self.on_event, worker="demo")
         service.startService()
+        proxy = None
         try:
-            status = yield self._scenario(service, fleet, devices, secret, started)
+            if admin is not None:
+                proxy = yield Deferred.fromCoroutine(
+                    start_proxy(admin, self.reactor, opts.proxy_port))
+                self.admin_url = proxy_url(proxy)
+                write_console_configs(admin, self.admin_url)
+                self.say(f"admin: API on {admin.socket}, console proxy (mutual TLS) on "
+                         f"{self.admin_url}, identities in {admin.directory / 'issued'}")
+            status = yield self._scenario(service, fleet, devices, secret, started, admin)
+            if admin is not None and opts.serve:
+                yield self._serve(admin, devices)
         finally:
+            yield stop_proxy(proxy)
             yield service.stopService()
             sim.stop()
             yield port.stopListening()
+            if self._stopped is not None:
+                self._stopped.callback(None)
         return status
+
+    def _serve(self, admin: AdminPki, devices: list[SimulatedDevice]) -> Deferred[None]:
+        """Print the console lines; fires when the reactor begins to shut down (Ctrl-C)."""
+        self.say("serving: the fleet, the admin API and the proxy run until Ctrl-C; try")
+        for line in console_lines(admin, devices[0].imei):
+            self.say(f"  {line}")
+        stopping: Deferred[None] = Deferred()
+        self._stopped = Deferred()
+
+        def shutdown() -> Deferred[None] | None:
+            stopping.callback(None)
+            return self._stopped  # the reactor waits for the services to stop
+
+        self.reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+        return stopping
 
     @inlineCallbacks
     def _scenario(self, service: MeplService, fleet: SimulatedFleet,
-                  devices: list[SimulatedDevice], secret: str, started: datetime) -> Any:
+                  devices: list[SimulatedDevice], secret: str, started: datetime,
+                  admin: AdminPki | None = None) -> Any:
         pool = service.pool
         members = yield pool.run_interaction("enrol", enrol_txn, devices)
         self.say(f"fleet: {len(devices)} simulated handsets enrolled "
@@ -265,9 +325,33 @@ class Demo:
         replies = sum(1 for kind, _ in self.events if kind == "reply")
         alerts = [d for kind, d in self.events if kind == "alert"]
         self.say(f"server: {replies} signed replies verified, {len(alerts)} alerts verified")
-        ok = states.get("done", 0) == queued + 2 and len(alerts) == 2 and rejected == 0
+        admin_ok = True
+        if admin is not None:
+            admin_ok = yield self._admin(admin, devices[0])
+        ok = (states.get("done", 0) == queued + 2 and len(alerts) == 2 and rejected == 0
+              and admin_ok)
         self.say("demo: OK" if ok else "demo: INCOMPLETE (see the counts above)")
         return 0 if ok else 1
+
+    def _admin(self, admin: AdminPki, device: SimulatedDevice) -> Deferred[bool]:
+        """The admin path through the real proxy with the client library (on a thread)."""
+        national = f"0{device.msisdn[3:7]} {device.msisdn[7:]}"  # +447700900001: 07700 900001
+        d: Deferred[bool] = deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), drive, self.admin_url, admin,
+            national, "GB", self.options.timeout, self.say, lambda: datetime.now(UTC))
+        if not self.options.serve:
+            def hint(ok: bool) -> bool:
+                self.say("admin: to use the console yourself, run `mepl demo --serve` (same "
+                         "state directory) and then:")
+                self.say(f"  {console_lines(admin, device.imei)[1]}")
+                return ok
+            d.addCallback(hint)
+
+        def failed(failure: Any) -> bool:
+            self.say(f"admin: the drive through the proxy failed: {failure.getErrorMessage()}")
+            return False
+
+        return d.addErrback(failed)
 
     @inlineCallbacks
     def _http_alert(self, service: MeplService, device: SimulatedDevice, secret: str) -> Any:

@@ -15,7 +15,14 @@ from blobstore.config import DatabaseConfig
 from blobstore.database import open_database
 from blobstore.errors import StoreError
 from blobstore.migrate import upgrade
-from mepl.cli.common import add_config_options, config_error, fail, general_config, load_raw_config
+from mepl.cli.common import (
+    add_config_options,
+    config_error,
+    fail,
+    general_config,
+    load_raw_config,
+    port_number,
+)
 from mepl.config import ConfigError, build
 from mepl.demo import SERVER_NUMBER, DemoOptions, run_demo
 from mepl.logs import start_logging
@@ -30,9 +37,19 @@ handsets enrolled in the registry, the bundled SMSC simulator bound over SMPP
 on 127.0.0.1, and the HTTP callback listener.  Signed commands go out to the
 fleet, the handsets verify them and answer with signed replies, two devices
 raise alerts (a SIM swap over SMPP, a loss over the HTTP gateway), and the
-policy locks them.  Exit status 0 when every command was answered and
-verified.  Re-running it in the same state directory is fine, with any
---devices: the demo group is reset to this run's fleet.
+policy locks them.  The admin channel runs too: the admin PKI is created
+once in STATE_DIR/pki (CA, assertion key, server certificate for 127.0.0.1,
+two admin identities demo-admin and demo-approver, each a PKCS#12 bundle with
+its passphrase file next to it), the admin API listens on
+STATE_DIR/admin/admin.sock, the console proxy on 127.0.0.1 (port 8443 if
+free, else any free port; --proxy-port to choose), and the demo drives it
+once with the client library (whoami, find a device by its national number,
+a status query answered).  The mdm-console settings of each identity are
+written to STATE_DIR/console/NAME.toml.  Exit status 0 when every command
+was answered and verified.  With --serve, everything keeps running after
+the scenario until Ctrl-C, for mdm-console to use.  Re-running it in the
+same state directory is fine, with any --devices: the demo group is reset
+to this run's fleet, the PKI and identities are kept.
 """
 
 
@@ -48,6 +65,12 @@ def register(subparsers: Any) -> None:
                         help="seconds to wait for the commands to finish (default 60)")
     parser.add_argument("--receipt-delay", type=float, default=0.2, metavar="S",
                         help="seconds before the simulator sends delivery receipts")
+    parser.add_argument("--proxy-port", type=port_number, default=None, metavar="PORT",
+                        help="the console proxy's port on 127.0.0.1 (0: any free port; "
+                        "default 8443 if free, else any free port)")
+    parser.add_argument("--serve", action="store_true",
+                        help="after the scenario, keep the fleet, the admin API and the proxy "
+                        "running until Ctrl-C, and print mdm-console lines to try")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at info level")
     parser.set_defaults(func=_demo)
 
@@ -81,7 +104,9 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"keys: server id {index.server_id.hex()[:16]}..., active key "
               f"{index.active_key_id}", flush=True)
         options = DemoOptions(devices=args.devices, timeout=args.timeout,
-                              receipt_delay=args.receipt_delay)
+                              receipt_delay=args.receipt_delay,
+                              state_dir=general.state_dir.resolve(),
+                              proxy_port=args.proxy_port, serve=args.serve)
         # Log events so far are buffered by twisted and written from here on.
         start_logging("info" if args.verbose else "warn")
         status: list[int] = []
