@@ -7,13 +7,20 @@ import json
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from blobstore.operations import operational_counts_txn
 from blobstore.pool import SyncPool
-from mepl.metrics import ReactorLag, StateGauges, TimedRunner, transaction_label
+from mepl.health import HealthChecks
+from mepl.metrics import (
+    MetricsConfig,
+    ReactorLag,
+    StateGauges,
+    TimedRunner,
+    transaction_label,
+)
 from tests.mepl.helpers import World
 from tests.mepl.test_query_plans import _seq_scans
 
@@ -124,3 +131,24 @@ class StateGaugeTests(SynchronousTestCase):
                         offenders.append(" ".join(statement.split())[:200])
                 raw.rollback()
         self.assertEqual(offenders, [])
+
+
+class LivenessTests(SynchronousTestCase):
+    def test_healthz_fails_while_the_last_lag_is_above_max_lag(self) -> None:
+        clock, registry = Clock(), CollectorRegistry()
+        lag = ReactorLag(clock, registry, 0.5)
+        engine = create_engine("postgresql+psycopg2://nobody@/none?host=/nonexistent")
+        checks = HealthChecks(reactor=clock, engine=engine, lag=lag,
+                              config=MetricsConfig(port=1, max_lag_s=1.0),
+                              channels=dict, http_senders=list, loops=dict)
+        self.addCleanup(checks.close)
+        lag.start()
+        clock.advance(0.5)
+        self.assertEqual(checks.live()[0], True)
+        clock.advance(0.5 + 3.0)  # blocked for 3 s
+        ok, body = checks.live()
+        self.assertEqual((ok, body["status"]), (False, "unhealthy"))
+        self.assertEqual(body["checks"]["reactor"]["lag_s"], 3.0)
+        clock.advance(0.5)  # responsive again
+        self.assertEqual(checks.live()[0], True)
+        lag.stop()
