@@ -374,6 +374,8 @@ class InboundQueue(Base):
               postgresql_where=text("kind = 'dlr'")),
         Index("ix_inbound_queue_waiting", "created_at",
               postgresql_where=text("state = 'waiting'")),
+        Index("ix_inbound_queue_failed", "created_at",
+              postgresql_where=text("state = 'failed'")),
     )
 
 

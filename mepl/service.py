@@ -1,9 +1,10 @@
 """The MEPL service: every part wired together, started and stopped in order.
 
-Start: database pool -> SMPP binds and the HTTP callback listener -> dispatcher.
-Stop: dispatcher (finishes its round) -> binds (unbind, drain) and listener ->
-PDU batcher flushed -> pool.  The reactor is passed in; this module never
-imports the global one.
+Start: database pool -> SMPP binds, the HTTP callback listener and the metrics
+listener (``/metrics``, ``/healthz``, ``/readyz``) -> dispatcher and inbound
+worker -> state gauges.  Stop: readiness withdrawn -> dispatcher (finishes its
+round) -> binds (unbind, drain) and listeners -> PDU batcher flushed -> pool.
+The reactor is passed in; this module never imports the global one.
 """
 
 from __future__ import annotations
@@ -27,9 +28,17 @@ from blobstore.messages import NewMessage
 from blobstore.pool import DatabasePool
 from mepl.admin.handlers import KeyRotator
 from mepl.admin.server import AdminListener, build_admin
+from mepl.health import HealthChecks, operations_root
 from mepl.http_store import blobstore_callback_store
 from mepl.inbound import InboundReceiver
-from mepl.metrics import LoopCollector, MetricsResource
+from mepl.metrics import (
+    LoopCollector,
+    ReactorLag,
+    StateGauges,
+    SubmitLatency,
+    TimedRunner,
+    bind_sample,
+)
 from mepl.outbound import Dispatcher
 from mepl.runtime.inbound_worker import InboundWorker
 from mepl.runtime.notify import NotificationListener
@@ -61,18 +70,20 @@ class MeplService(MultiService):
         self.pdu_errors = Counter("mepl_pdu_store_errors", "PDUs that could not be stored",
                                   registry=self.registry)
         self.pool = DatabasePool.from_config(engine, reactor, settings.database)
+        # Every transaction goes through the timing wrapper (mepl_db_transaction_seconds).
+        self.runner = TimedRunner(self.pool, reactor, self.registry)
         self.pdu_batcher = MessageBatcher(
-            self.pool, reactor, max_rows=settings.database.batch_max_rows,
+            self.runner, reactor, max_rows=settings.database.batch_max_rows,
             max_delay_s=settings.database.batch_max_delay_ms / 1000,
             # at least what the binds can hold unsettled, so it never refuses a PDU record
             max_backlog=max(50_000, records_bound(settings.smpp)))
         worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.worker = InboundWorker(
-            runner=self.pool, clock=reactor, server_id=signer.server_id,
+            runner=self.runner, clock=reactor, server_id=signer.server_id,
             config=settings.dispatch, worker=worker,
             policy_ttl=timedelta(minutes=settings.signing.command_validity_minutes),
             on_event=on_event, group=True)
-        self.inbound = InboundReceiver(runner=self.pool, clock=reactor, wake=self.worker.wake)
+        self.inbound = InboundReceiver(runner=self.runner, clock=reactor, wake=self.worker.wake)
         self.binds: dict[str, SmppBind] = build_binds(
             settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,
             on_receipt=self.inbound.on_receipt,
@@ -83,6 +94,9 @@ class MeplService(MultiService):
         self.http_port: Any = None
         if settings.http.gateways:
             self._add_http(channels)
+        self.http_senders = [name for name in channels if name not in self.binds]
+        latency = SubmitLatency(self.registry)
+        channels = {name: latency.wrap(channel, reactor) for name, channel in channels.items()}
         default = (Route(links=tuple(channels)),) if channels else ()
         routes = settings.smpp.routes or default
         self.router = Router(routes, channels)
@@ -95,13 +109,23 @@ class MeplService(MultiService):
                               "released": self.dispatcher.stats.released,
                               "resent": self.dispatcher.stats.resent},
             inbound=lambda: dict(self.inbound.counts + self.worker.counts),
-            binds=lambda: {name: (b.is_up, dict(b.stats)) for name, b in self.binds.items()}))
+            binds=lambda: {name: bind_sample(b) for name, b in self.binds.items()}))
+        self.lag = ReactorLag(reactor, self.registry, settings.metrics.lag_interval_s)
+        self.state_gauges = StateGauges(self.runner, reactor, self.registry,
+                                        settings.metrics.refresh_interval_s)
+        self.loops = {"dispatcher": False, "inbound_worker": False}
+        self.health: HealthChecks | None = None
         if settings.metrics.port:
-            metrics_site = Site(MetricsResource(self.registry))
-            TCPServer(settings.metrics.port, metrics_site, interface=settings.metrics.host,
-                      reactor=reactor).setServiceParent(self)
+            self.health = HealthChecks(
+                reactor=reactor, engine=engine, config=settings.metrics, lag=self.lag,
+                channels=lambda: {name: b.is_up for name, b in self.binds.items()},
+                http_senders=lambda: list(self.http_senders), loops=lambda: dict(self.loops))
+            self.metrics_service = TCPServer(
+                settings.metrics.port, Site(operations_root(self.registry, self.health)),
+                interface=settings.metrics.host, reactor=reactor)
+            self.metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.dispatcher = Dispatcher(
-            runner=self.pool, clock=reactor, submitter=self.router, seal=signer.seal,
+            runner=self.runner, clock=reactor, submitter=self.router, seal=signer.seal,
             key_id=lambda: signer.key_id, config=settings.dispatch,
             worker=worker,
             channel_of=lambda link: "smpp" if link in self.binds else "http",
@@ -120,7 +144,7 @@ class MeplService(MultiService):
         keys = (KeyRotator(store, getattr(signer, "_passphrase", None))
                 if store is not None else None)
         self.admin_api, hub, site = build_admin(
-            settings.admin, runner=self.pool, reactor=self.reactor,
+            settings.admin, runner=self.runner, reactor=self.reactor,
             approvals=settings.approvals, region=settings.mepl.default_region, keys=keys)
         self.admin = AdminListener(settings.admin, site, reactor=self.reactor,
                                    state_dir=settings.mepl.state_dir)
@@ -129,7 +153,7 @@ class MeplService(MultiService):
 
     def _add_http(self, channels: dict[str, OutboundChannel]) -> None:
         http = self.settings.http
-        store = blobstore_callback_store(self.pool)
+        store = blobstore_callback_store(self.runner)
         self.http_handler = CallbackHandler(
             http, store, clock=self.reactor, metrics=HttpMetrics(self.registry),
             on_inbound=self.inbound.on_callback, on_receipt=self.inbound.on_callback)
@@ -169,22 +193,30 @@ class MeplService(MultiService):
         """Start the pool, the links and listeners, then the dispatcher."""
         self.pool.start()
         super().startService()  # type: ignore[no-untyped-call]
+        self.lag.start()
         self.dispatcher.start()
         self.worker.start()
+        self.loops.update(dispatcher=True, inbound_worker=True)
         self.listener.start()
+        self.state_gauges.start()
         log.info("MEPL started: {binds} SMPP link(s), {gateways} HTTP gateway(s)",
                  binds=len(self.binds), gateways=len(self.settings.http.gateways))
 
     @inlineCallbacks
     def stopService(self) -> Any:  # noqa: N802 - Twisted API
         """Stop in reverse order, flushing stored PDUs before the pool goes."""
+        self.loops.update(dispatcher=False, inbound_worker=False)  # /readyz: not ready
         self.listener.stop()
+        self.state_gauges.stop()
         yield self.dispatcher.stop()
         yield self.worker.stop()
         yield super().stopService()  # type: ignore[no-untyped-call]
         yield self.inbound.flush()
         yield self.pdu_batcher.flush()
+        self.lag.stop()
         self.pool.stop()
+        if self.health is not None:
+            self.health.close()
         log.info("MEPL stopped")
 
     def when_bound(self) -> Deferred[Any]:

@@ -7,7 +7,7 @@
 [dispatch]    # DispatchConfig below: server number, pacing, retries
 [smpp.links.NAME]  # sms_gateway.smpp.config.SmppLinkConfig, and [[smpp.routes]]
 [http]        # sms_gateway.http.config.HttpConfig, with [http.gateways.NAME]
-[metrics]     # mepl.metrics.MetricsConfig: host, port of /metrics (0: off)
+[metrics]     # mepl.metrics.MetricsConfig: host, port of /metrics, /healthz, /readyz (0: off)
 [admin]       # mepl.admin.config.AdminConfig: the admin API's socket or TLS listener, proxy keys
 [approvals]   # mepl.app.approvals.ApprovalsConfig: which actions need two-person approval
 ```

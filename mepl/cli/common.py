@@ -34,12 +34,14 @@ class GeneralConfig:
 
     ``default_region`` is an ISO 3166 two-letter code with a numbering plan
     (``GB``, ``US``...); lower case is accepted and upper-cased, anything else
-    is refused at start.
+    is refused at start.  ``log_format`` is ``text`` (one line per event) or
+    ``json`` (one JSON object per line) for ``mepl run``'s log on stderr.
     """
 
     state_dir: Path = DEFAULT_STATE_DIR
     default_region: str = "GB"
     log_level: str = "info"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         try:
@@ -49,6 +51,8 @@ class GeneralConfig:
         object.__setattr__(self, "default_region", region)
         if self.log_level not in ("debug", "info", "warn", "error"):
             raise ValueError("log_level must be one of debug, info, warn, error")
+        if self.log_format not in ("text", "json"):
+            raise ValueError("log_format must be text or json")
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

@@ -160,6 +160,11 @@ def connection_line(url: URL | str) -> tuple[str, str | None]:
     query = {k: ",".join(v) if isinstance(v, tuple) else str(v) for k, v in url.query.items()}
     host = url.host or query.pop("host", None)
     port = str(url.port) if url.port is not None else query.pop("port", None)
+    if host and port is None and not host.startswith("/"):
+        # a failover cluster's ?host=a:5432&host=b:5433: libpq wants host=a,b port=5432,5433
+        pairs = [_host_port(item) for item in host.split(",")]
+        host = ",".join(h for h, _ in pairs)
+        port = ",".join(p for _, p in pairs) if any(p for _, p in pairs) else None
     for key, value in (("host", host), ("port", port), ("dbname", url.database),
                        ("user", url.username)):
         if value:
@@ -168,6 +173,14 @@ def connection_line(url: URL | str) -> tuple[str, str | None]:
     query.pop("port", None)
     params.update(sorted(query.items()))
     return " ".join(f"{k}={_conninfo_value(v)}" for k, v in params.items()), url.password
+
+
+def _host_port(item: str) -> tuple[str, str]:
+    """``host:port`` split for libpq (a socket directory or a bare host has no port)."""
+    host, sep, port = item.rpartition(":")
+    if sep and port.isdigit() and not item.startswith("/"):
+        return host.strip("[]"), port
+    return item, ""
 
 
 def _conninfo_value(value: str) -> str:

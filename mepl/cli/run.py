@@ -57,12 +57,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_config_options(parser)
     parser.add_argument("--check", action="store_true",
                         help="check configuration, database and keys, then exit")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="log lines on stderr as text or one JSON object per line "
+                             "(default: mepl.log_format, else text); phone numbers are "
+                             "masked and secrets never logged in either")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(load_raw_config(args))
+        raw = load_raw_config(args)
+        if args.log_format is not None:
+            raw.setdefault("mepl", {})["log_format"] = args.log_format
+        settings = load_settings(raw)
     except ConfigError as exc:
         return config_error(exc)
     key_dir = settings.signing.keys_path(settings.mepl.state_dir)
@@ -85,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{mask_msisdn(settings.dispatch.server_number)}", flush=True)
         if args.check:
             return 0
-        start_logging(settings.mepl.log_level)
+        start_logging(settings.mepl.log_level, log_format=settings.mepl.log_format)
         return _serve(settings, database, signer)
 
     return run_with_database(args, body)
