@@ -221,7 +221,8 @@ def update_identity_txn(conn: Connection, device_id: int, *, imsi: str | None = 
     Returns the changes written (none when the values are already current).
     """
     row = conn.execute(
-        select(devices.c.imsi, devices.c.msisdn).where(devices.c.id == device_id).with_for_update()
+        select(devices.c.imsi, devices.c.msisdn).where(devices.c.id == device_id)
+        .with_for_update(key_share=True)
     ).first()
     if row is None:
         raise DeviceNotFoundError(f"no device with id {device_id}")
@@ -271,7 +272,7 @@ def set_device_state_txn(conn: Connection, device_id: int, state: str) -> str:
     if state not in DEVICE_STATES:
         raise ValueError(f"unknown device state {state!r}; one of {', '.join(DEVICE_STATES)}")
     old = conn.execute(
-        select(devices.c.state).where(devices.c.id == device_id).with_for_update()
+        select(devices.c.state).where(devices.c.id == device_id).with_for_update(key_share=True)
     ).scalar()
     if old is None:
         raise DeviceNotFoundError(f"no device with id {device_id}")
@@ -289,7 +290,8 @@ def set_device_key_txn(conn: Connection, device_id: int, key_id: int,
     (and kept when the same key is stored again).
     """
     current = conn.execute(
-        select(devices.c.public_key).where(devices.c.id == device_id).with_for_update()
+        select(devices.c.public_key).where(devices.c.id == device_id)
+        .with_for_update(key_share=True)
     ).first()
     if current is None:
         raise DeviceNotFoundError(f"no device with id {device_id}")

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, text
 
 _LOCK_ENTRIES = text(
     "SELECT id FROM inbound_queue WHERE id = ANY(CAST(:ids AS bigint[])) "
-    "AND claimed_by = :worker ORDER BY id FOR UPDATE"
+    "AND claimed_by = :worker ORDER BY id FOR NO KEY UPDATE"
 )
 _FINISH_ENTRIES = text("DELETE FROM inbound_queue WHERE id = ANY(CAST(:ids AS bigint[]))")
 _SENT_PARTS = text(
@@ -50,7 +50,7 @@ _TOUCH = text(
 )
 _LOCK_DEVICES = text(
     "SELECT id, public_key, state, counter_hwm, counter_window FROM devices "
-    "WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE"
+    "WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE"
 )
 _SET_WINDOWS = text(
     "UPDATE devices AS d SET counter_hwm = v.hwm, counter_window = v.win "

@@ -60,7 +60,7 @@ def enqueue_many_txn(conn: Connection,
 _CLAIM = text(
     "WITH due AS (SELECT id FROM inbound_queue WHERE state = 'pending' "
     "AND available_at <= :now AND (claimed_at IS NULL OR claimed_at < :stale) "
-    "ORDER BY available_at, id LIMIT :limit FOR UPDATE SKIP LOCKED), "
+    "ORDER BY available_at, id LIMIT :limit FOR NO KEY UPDATE SKIP LOCKED), "
     "claimed AS (UPDATE inbound_queue AS q SET claimed_by = :worker, claimed_at = :now, "
     "attempts = q.attempts + 1 FROM due WHERE q.id = due.id "
     "RETURNING q.id, q.message_id, q.kind, q.link, q.smsc_message_id, q.attempts) "
@@ -85,7 +85,7 @@ def lock_entry_txn(conn: Connection, entry_id: int, worker: str) -> bool:
     """Lock a claimed item for applying; False if it is gone or another worker took it over."""
     row = conn.execute(
         select(inbound_queue.c.claimed_by).where(inbound_queue.c.id == entry_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).first()
     return row is not None and row.claimed_by == worker
 

@@ -17,6 +17,13 @@ independent of ``mepl``.  Two ways in:
 
 Each state change appends a ``command_events`` row in the same
 transaction: the command's history, and the feed of live events.
+
+Row locks here (and in the inbound apply) are ``FOR NO KEY UPDATE``: they
+exclude each other as ``FOR UPDATE`` would, but not the ``KEY SHARE`` locks
+PostgreSQL's foreign-key checks take when a row pointing at the command is
+written (an event, a message linked to it).  With ``FOR UPDATE`` those
+checks made two batches that lock in the same id order deadlock anyway
+(seen with two processes: a reply batch and a receipt batch).
 """
 
 from __future__ import annotations
@@ -96,7 +103,7 @@ def transition_txn(conn: Connection, command_id: int, event: str, *, machine: Ma
     _check_fields(fields)
     row = conn.execute(
         select(commands.c.state, commands.c.device_id)
-        .where(commands.c.id == command_id).with_for_update()
+        .where(commands.c.id == command_id).with_for_update(key_share=True)
     ).first()
     if row is None:
         return None
@@ -130,7 +137,7 @@ _MANY_FIELDS = ("result", "last_error", "next_attempt_at")
 
 _LOCK_MANY = text(
     "SELECT id, state, device_id FROM commands WHERE id = ANY(CAST(:ids AS bigint[])) "
-    "ORDER BY id FOR UPDATE"
+    "ORDER BY id FOR NO KEY UPDATE"
 )
 _UPDATE_MANY = text(
     "UPDATE commands AS c SET state = v.state, updated_at = :now, "
@@ -236,7 +243,7 @@ def bulk_transition_txn(conn: Connection, event: str, *, machine: Machine, now: 
     chosen = (
         select(commands.c.id, commands.c.state.label("from_state"))
         .where(commands.c.state.in_(sorted(str(s) for s in machine.sources(event))), *where)
-        .order_by(*order_by).limit(limit).with_for_update(skip_locked=skip_locked)
+        .order_by(*order_by).limit(limit).with_for_update(skip_locked=skip_locked, key_share=True)
         .cte("chosen")
     )
     rows = conn.execute(

@@ -63,7 +63,7 @@ def collect_parts_txn(conn: Connection, *, peer: str, reference: int, ref_bits: 
             messages.c.meta["concat_bits"].astext == str(ref_bits),
             messages.c.meta["assembled"].astext.is_(None)))
         .order_by(messages.c.part_seq, messages.c.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()
     first: dict[int, Any] = {}
     conflicting: list[int] = []

@@ -81,7 +81,7 @@ def accept_device_counter_txn(conn: Connection, device_id: int, counter: int) ->
         return False
     row = conn.execute(
         select(devices.c.counter_hwm, devices.c.counter_window)
-        .where(devices.c.id == device_id).with_for_update()
+        .where(devices.c.id == device_id).with_for_update(key_share=True)
     ).one()
     advanced = advance_window(int(row.counter_hwm), int(row.counter_window), counter)
     if advanced is None:

@@ -154,7 +154,8 @@ def apply_receipt_txn(conn: Connection, *, entry_id: int, worker: str, receipt: 
                             smsc_message_id=receipt.smsc_message_id)
         return Applied("waiting")
     command_id = int(part.command_id)
-    conn.execute(select(commands.c.id).where(commands.c.id == command_id).with_for_update())
+    conn.execute(select(commands.c.id).where(commands.c.id == command_id)
+                 .with_for_update(key_share=True))
     conn.execute(update(messages).where(messages.c.id == part.id)
                  .values(meta=merge_meta(status=receipt.status)))
     statuses = [r[0] for r in conn.execute(
@@ -184,7 +185,7 @@ def _device_key_unchanged(conn: Connection, device_id: int, public_key: bytes) -
     """Lock the device row; None if its key is no longer the one the frame was verified with."""
     row = conn.execute(
         select(devices.c.public_key, devices.c.state).where(devices.c.id == device_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).first()
     if row is None or row.public_key is None or bytes(row.public_key) != public_key:
         return None
