@@ -134,6 +134,26 @@ def wake_receipts_txn(conn: Connection, *, link: str, smsc_message_ids: Sequence
     return int(result.rowcount)
 
 
+_WAKE_FOUND = text(
+    "UPDATE inbound_queue AS q SET state = 'pending', available_at = :now "
+    "WHERE q.state = 'waiting' AND EXISTS (SELECT 1 FROM messages AS m "
+    "WHERE m.link = q.link AND m.smsc_message_id = q.smsc_message_id "
+    "AND m.kind = 'mt' AND m.direction = 'out' AND m.command_id IS NOT NULL)"
+)
+
+
+def wake_found_txn(conn: Connection, *, now: datetime) -> int:
+    """Receipts waiting for a submit that is recorded after all become due; how many.
+
+    The safety net of :func:`wake_receipts_txn`: a receipt stored while the
+    submit's transaction was running, and found without its part by a
+    worker before that transaction committed, is not seen by the submit's
+    wake-up (its statement ran before the receipt was committed).  Run by
+    housekeeping, before waiting receipts are expired.
+    """
+    return int(conn.execute(_WAKE_FOUND, {"now": now}).rowcount)
+
+
 def expire_waiting_txn(conn: Connection, *, before: datetime) -> int:
     """Drop receipts that waited since before ``before`` for a submit never recorded.
 

@@ -139,6 +139,9 @@ class Dispatcher:
         self.stats.released += done.released
         self.stats.resent += done.resent
         self.stats.parts_expired += done.parts_expired
+        if done.receipts_woken:
+            log.info("housekeeping: {n} receipts woken whose submit was recorded while they "
+                     "were being applied", n=done.receipts_woken)
         if done.expired or done.released or done.resent or done.parts_expired:
             log.info("housekeeping: {expired} expired, {released} released, {resent} resent, "
                      "{parts} incomplete inbound parts expired", expired=done.expired,

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select, update
 
 from blobstore.commands import CommandRecord, command_record, set_frames_txn
 from blobstore.counters import allocate_counters_txn
-from blobstore.inbound_queue import expire_waiting_txn, wake_receipts_txn
+from blobstore.inbound_queue import expire_waiting_txn, wake_found_txn, wake_receipts_txn
 from blobstore.lifecycle import bulk_transition_txn, transition_txn
 from blobstore.messages import NewMessage, insert_messages_txn
 from blobstore.schema import commands, devices, messages
@@ -206,6 +206,7 @@ class Housekeeping:
     resent: int
     parts_expired: int = 0
     receipts_dropped: int = 0
+    receipts_woken: int = 0
 
 
 def housekeeping_txn(conn: Connection, *, now: datetime, stale_before: datetime,
@@ -223,7 +224,9 @@ def housekeeping_txn(conn: Connection, *, now: datetime, stale_before: datetime,
     stored reply and does not execute it twice).  Inbound parts stored before
     ``parts_before`` whose message never completed are marked expired, and
     receipts that waited since ``receipts_before`` for an unknown submit are
-    dropped (their rows stay, with the reason).  The states each step moves
+    dropped (their rows stay, with the reason), after any whose submit was
+    recorded meanwhile are woken (a wake-up the submit's transaction could
+    not see).  The states each step moves
     commands out of come from the lifecycle table.
     """
     def bulk(event: Event, *where: Any, **values: Any) -> int:
@@ -244,5 +247,6 @@ def housekeeping_txn(conn: Connection, *, now: datetime, stale_before: datetime,
                    messages.c.error.is_(None), messages.c.meta["assembled"].astext.is_(None))
             .values(error="incomplete concatenated message expired")
         ).rowcount)
+    woken = wake_found_txn(conn, now=now)
     dropped = 0 if receipts_before is None else expire_waiting_txn(conn, before=receipts_before)
-    return Housekeeping(expired, released, resent, parts_expired, dropped)
+    return Housekeeping(expired, released, resent, parts_expired, dropped, woken)

@@ -12,7 +12,7 @@ from blobstore.inbound_queue import claim_entries_txn
 from mepl.runtime.inbound_batch import VerifiedReply, apply_receipts_txn, apply_replies_txn
 from mepl.runtime.inbound_rows import part_row, receipt_row
 from mepl.runtime.inbound_txn import ReceiptFacts, store_inbound_txn
-from mepl.runtime.outbound_txn import record_submitted_txn
+from mepl.runtime.outbound_txn import housekeeping_txn, record_submitted_txn
 from signing.alerts import make_alert
 from sms_gateway.events import Channel, DeliveryReceipt, DeliveryStatus
 from tests.mepl.helpers import SERVER_NUMBER, World
@@ -179,3 +179,21 @@ class BatchTests(SynchronousTestCase):
             "SELECT count(*) FROM devices WHERE counter_hwm > 0"), 3)
         self.assertEqual(self.w.scalar("SELECT count(*) FROM inbound_queue"), 0)
         self.assertEqual(self.w.inbound.worker.counts["inbound_batch_fallbacks"], 0)
+
+
+    def test_housekeeping_wakes_a_receipt_left_waiting_for_a_submit_recorded_meanwhile(
+            self) -> None:
+        command_id, _ = self.sent(0)
+        self.store_receipt(f"m{command_id}", "delivered")
+        # As when the worker looked for the part just before the submit's
+        # transaction committed, and that transaction's wake-up ran before the
+        # receipt was committed: the receipt waits although its part exists.
+        with self.w.engine.begin() as conn:
+            conn.execute(text("UPDATE inbound_queue SET state = 'waiting', kind = 'dlr'"))
+        self.assertEqual(self.w.inbound.drain(), 0)
+        done = self.w.run(housekeeping_txn, now=self.w.now, stale_before=self.w.now,
+                          unanswered_before=self.w.now - timedelta(days=1), max_attempts=5,
+                          receipts_before=self.w.now - timedelta(days=1))
+        self.assertEqual((done.receipts_woken, done.receipts_dropped), (1, 0))
+        self.assertEqual(self.w.inbound.drain(), 1)
+        self.assertEqual(self.state(command_id), "delivered")
