@@ -6,7 +6,7 @@ Layout of the PKI directory (mode 0700)::
     crl.pem                 the certificate revocation list (regenerate before next-update)
     assertion.key / .pub    the proxy's Ed25519 assertion key pair (key 0600)
     index.json              every issued certificate (serial, name, role, revocation)
-    issued/                 server and admin certificates, keys, PKCS#12 bundles
+    issued/                 server, proxy and admin certificates, keys, PKCS#12 bundles
 
 Admin certificates carry ``CN=<name>, OU=<role>, O=<deployment>`` and the
 clientAuth extended key usage; server certificates carry the hosts as
@@ -226,6 +226,38 @@ def issue_server(directory: Path, hosts: Sequence[str], *, ca_passphrase: bytes 
     write_private(files[0], _key_pem(key, None))
     write_new_public(files[1], _cert_pem(cert))
     return Issued(_record(directory, cert, "server", hosts[0], None), files)
+
+
+PROXY_ROLE = "proxy"
+"""The OU of a proxy's client certificate: the only one a remote admin API accepts."""
+
+
+def issue_proxy(directory: Path, name: str, *, ca_passphrase: bytes | None, now: datetime,
+                days: int = DEFAULT_SERVER_DAYS) -> Issued:
+    """Issue the proxy's client certificate for a remote admin API.
+
+    Subject ``CN=<name>, OU=proxy, O=<deployment>``, clientAuth only (an admin
+    certificate of the same CA, whose OU is a role, is refused by the API).
+    Writes ``issued/proxy-<name>.pem`` and ``issued/proxy-<name>.key`` (0600,
+    unencrypted: the proxy reads it unattended); an existing one is never
+    overwritten."""
+    check_name(name)
+    out = directory / ISSUED_DIR
+    files = (out / f"proxy-{name}.key", out / f"proxy-{name}.pem")
+    for path in files:
+        if path.exists():
+            raise PkiError(f"{path} already exists: move the old certificate away first")
+    ca = load_ca(directory, ca_passphrase)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ca.deployment),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, PROXY_ROLE),
+                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = _leaf(ca, subject, key, now, days, [ExtendedKeyUsageOID.CLIENT_AUTH]).sign(
+        ca.key, hashes.SHA256())
+    ensure_private_dir(out)
+    write_private(files[0], _key_pem(key, None))
+    write_new_public(files[1], _cert_pem(cert))
+    return Issued(_record(directory, cert, "proxy", name, PROXY_ROLE), files)
 
 
 def issue_admin(directory: Path, name: str, role: str, *, ca_passphrase: bytes | None,

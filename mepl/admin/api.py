@@ -94,14 +94,26 @@ class Call:
 
 
 @dataclass(frozen=True)
+class OnBehalf:
+    """The admin an audit row is about when the caller (the proxy) only reports it: the
+    row's actor and role; the caller is named in ``details.via``."""
+
+    name: str
+    role: str
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
 class Answer:
-    """A handler's answer: status, body, and what goes into the audit row."""
+    """A handler's answer: status, body, and what goes into the audit row (``on_behalf``:
+    the admin the row is about, when not the caller)."""
 
     status: int
     body: Any
     target: str | None = None
     outcome: str = "ok"
     details: Mapping[str, Any] = field(default_factory=dict)
+    on_behalf: OnBehalf | None = None
 
 
 HandlerTxn = Callable[[Connection, Call], Answer]
@@ -211,25 +223,32 @@ class AdminApi:
     def _txn(self, conn: Connection, handler: Handler, call: Call) -> Answer:
         answer = handler.txn(conn, call)
         self.audit_txn(conn, call.identity, call.route.audit_action, answer.target,
-                       outcome=answer.outcome, status=answer.status, details=answer.details)
+                       outcome=answer.outcome, status=answer.status, details=answer.details,
+                       on_behalf=answer.on_behalf)
         return answer
 
     def audit_txn(self, conn: Connection, identity: Identity | None, action: str,
                   target: str | None, *, outcome: str, status: int,
                   details: Mapping[str, Any] | None = None,
-                  claimed: Mapping[str, Any] | None = None, source: str = "") -> None:
+                  claimed: Mapping[str, Any] | None = None, source: str = "",
+                  on_behalf: OnBehalf | None = None) -> None:
         """Append the request's audit row; raise :class:`Replayed` or
-        :class:`AuditUnavailable`."""
+        :class:`AuditUnavailable`.  With ``on_behalf`` (and an identity) the row's actor
+        is that admin, ``details.via`` the caller and ``details.fingerprint`` the admin's."""
         values: dict[str, Any] = {"outcome": outcome, "status": status, **(details or {})}
+        actor, role = "unknown", "none"
         if identity is not None:
+            actor, role = identity.name, identity.role
             values.update(fingerprint=identity.fingerprint, request_id=identity.request_id,
                           source=identity.source, proxy=identity.issuer)
+            if on_behalf is not None:
+                actor, role = on_behalf.name, on_behalf.role
+                values.update(via=identity.name, fingerprint=on_behalf.fingerprint)
         else:
             values.update(source=source, claimed=dict(claimed or {}))
         try:
             append_audit_txn(
-                conn, actor=identity.name if identity else "unknown",
-                role=identity.role if identity else "none", action=action,
+                conn, actor=actor, role=role, action=action,
                 target=target, details=values,
                 request_id=identity.request_id if identity else None)
         except IntegrityError as exc:

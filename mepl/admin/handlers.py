@@ -10,11 +10,14 @@ need two-person approval become a pending approval (202), carried out by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from sqlalchemy import Connection
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThreadPool
@@ -22,8 +25,9 @@ from twisted.internet.threads import deferToThreadPool
 from blobstore.approvals import get_approval_txn
 from blobstore.devices import find_device_txn
 from blobstore.server_keys import pin_unpinned_txn
-from mepl.admin.api import Answer, Call, Handler
+from mepl.admin.api import Answer, Call, Handler, OnBehalf
 from mepl.admin.errors import ApiError
+from mepl.admin.routes import ROLE_ORDER
 from mepl.app import approvals as approval_cases
 from mepl.app import commands as command_cases
 from mepl.app import devices as device_cases
@@ -32,7 +36,7 @@ from mepl.app import history
 from mepl.app.approvals import Admin, approval_json
 from mepl.app.commands import Approved, Queued, Target, command_json, event_json
 from mepl.app.context import Actor
-from mepl.app.errors import InvalidRequest, store_errors
+from mepl.app.errors import Conflict, InvalidRequest, store_errors
 from mepl.app.keys import DEFAULT_ROTATION_VALIDITY, announce_rotation_txn, key_usage_txn
 from signing.keys import VerifyKey
 from signing.keystore import ServerKeyStore
@@ -397,15 +401,29 @@ def _executor(call: Call) -> approval_cases.Execute:
 def approve_txn(conn: Connection, call: Call) -> Answer:
     """Approve another admin's request; it is carried out now, in this transaction."""
     approval_id = _int_param(call)
-    decision = approval_cases.approve_txn(conn, _admin(call), approval_id, now=call.now,
-                                          execute=_executor(call))
+    with _own_request(approval_id, "approve"):
+        decision = approval_cases.approve_txn(conn, _admin(call), approval_id, now=call.now,
+                                              execute=_executor(call))
     return _decided(decision, approval_id)
+
+
+@contextmanager
+def _own_request(approval_id: int, verb: str) -> Iterator[None]:
+    """The requester deciding their own request: a 409 that says who must act, and how."""
+    try:
+        yield
+    except Conflict as exc:
+        raise ApiError("conflict", str(exc), hint=(
+            f"a different admin must {verb} it: ask another admin to run "
+            f"`mdm-console approvals {verb} {approval_id}`")) from None
 
 
 def _decided(decision: approval_cases.Decision, approval_id: int) -> Answer:
     target = f"approval:{approval_id}"
     if decision.refused is not None:
-        error = ApiError("conflict", decision.refused, hint="ask for it again")
+        error = ApiError("conflict", decision.refused, hint=(
+            "it can no longer be approved: request it again (send the same request; "
+            "another admin then approves the new approval in time)"))
         return Answer(409, error.body(), target=target, outcome="refused:expired")
     return Answer(200, {"approval": approval_json(decision.record)}, target=target)
 
@@ -413,8 +431,9 @@ def _decided(decision: approval_cases.Decision, approval_id: int) -> Answer:
 def reject_txn(conn: Connection, call: Call) -> Answer:
     """Reject another admin's request."""
     approval_id = _int_param(call)
-    decision = approval_cases.reject_txn(conn, _admin(call), approval_id, now=call.now,
-                                         reason=call.body.get("reason"))
+    with _own_request(approval_id, "reject"):
+        decision = approval_cases.reject_txn(conn, _admin(call), approval_id, now=call.now,
+                                             reason=call.body.get("reason"))
     return _decided(decision, approval_id)
 
 
@@ -429,15 +448,45 @@ def list_audit_txn(conn: Connection, call: Call) -> Answer:
                         "next": _page(rows, limit, lambda r: r.id)})
 
 
+# TLS refusals whose certificate the proxy found chained to the admin CA: its CN names
+# one of ours.  Not unknown_ca, no_certificate, a bad signature or a failed handshake.
+_NAMED_TLS_REASONS = frozenset({"revoked", "expired", "not_yet_valid", "bad_role",
+                                "crl_expired", "crl_missing"})
+
+
+def _refused_admin(body: Mapping[str, Any]) -> OnBehalf | None:
+    """The admin a proxy-reported refusal is about (its certificate's CN and OU), when the
+    proxy vouches for the certificate; None otherwise (the proxy stays the actor)."""
+    subject = body.get("subject")
+    if not subject or (body["event"] == "tls_refused"
+                       and body["reason"] not in _NAMED_TLS_REASONS):
+        return None
+    try:
+        name = x509.Name.from_rfc4514_string(subject)
+    except ValueError:
+        return None
+    names = [str(a.value) for a in name.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    units = [str(a.value) for a in name.get_attributes_for_oid(
+        NameOID.ORGANIZATIONAL_UNIT_NAME)]
+    if len(names) != 1 or not names[0]:
+        return None
+    role = units[0] if len(units) == 1 and units[0] in ROLE_ORDER else "none"
+    return OnBehalf(names[0], role, body.get("fingerprint"))
+
+
 def proxy_audit_txn(conn: Connection, call: Call) -> Answer:
-    """Record a refusal only the proxy saw (the request's own audit row is the record)."""
+    """Record a refusal only the proxy saw (the request's own audit row is the record).
+
+    The row's actor is the refused admin (the certificate's CN) when the proxy names
+    one it verified against the admin CA, with the proxy in ``details.via``;
+    otherwise (no certificate, a foreign CA) the proxy itself."""
     body = call.body
     details = {"event": body["event"], "reason": body["reason"],
                "admin_source": body["source"], "subject": body.get("subject"),
                "admin_fingerprint": body.get("fingerprint"), "method": body.get("method"),
                "path": body.get("path")}
     return Answer(201, {"recorded": True}, target=body.get("subject") or body["source"],
-                  details=details)
+                  details=details, on_behalf=_refused_admin(body))
 
 
 # ------------------------------------------------------------------ keys
@@ -522,9 +571,10 @@ def rotate_keys_txn(conn: Connection, call: Call) -> Answer:
 def _prepare_approval(call: Call) -> Any:
     api = call.api
     approval_id = _int_param(call)
-    record = yield api.runner.run_interaction(
-        "check approval", approval_cases.check_approvable_txn, _admin(call), approval_id,
-        now=call.now)
+    with _own_request(approval_id, "approve"):
+        record = yield api.runner.run_interaction(
+            "check approval", approval_cases.check_approvable_txn, _admin(call),
+            approval_id, now=call.now)
     if (record.action == "keys.rotate" and "command" not in record.request
             and record.expires_at > call.now):
         return (yield _create_key(call, _valid_days(record.request)))

@@ -5,8 +5,9 @@
 /v1/events`` becomes an :class:`~mepl.admin.events.EventStream` once the
 request is authorised and audited.  :class:`AdminListener` listens on the
 UNIX socket (directory 0750, socket 0660) or, when ``admin.listen`` is set,
-on TCP with TLS and the proxy's client certificate required; never on the
-gateway or metrics port.
+on TCP with TLS and the proxy's client certificate required (signed by
+``admin.client_ca`` and with OU ``proxy``, as ``mepl pki issue-proxy`` issues
+it); never on the gateway or metrics port.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
 from twisted.application.service import Service
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -133,6 +136,25 @@ def build_admin(config: AdminConfig, *, runner: InteractionRunner, reactor: Any,
     return api, hub, site
 
 
+PROXY_OU = "proxy"
+"""The OU of the proxy's client certificate (``mepl pki issue-proxy``)."""
+
+
+def _proxy_certificate_only(connection: Any, cert: crypto.X509, errno: int, depth: int,
+                            ok: int) -> bool:
+    """TLS verification on ``admin.listen``: the chain must verify, and the client
+    certificate must be a proxy's (OU ``proxy``), not an admin's of the same CA."""
+    if not ok or depth != 0:
+        return bool(ok)
+    units = cert.to_cryptography().subject.get_attributes_for_oid(
+        NameOID.ORGANIZATIONAL_UNIT_NAME)
+    if [unit.value for unit in units] != [PROXY_OU]:
+        log.warn("admin API refused a TLS client certificate that is not a proxy's: "
+                 "{subject}", subject=cert.to_cryptography().subject.rfc4514_string())
+        return False
+    return True
+
+
 class AdminListener(Service):
     """Listens for the admin API: the UNIX socket, or TCP with mutual TLS."""
 
@@ -167,7 +189,11 @@ class AdminListener(Service):
         key = config.tls_key.read_text()
         certificate = ssl.PrivateCertificate.loadPEM(config.tls_cert.read_text() + key)
         authority = ssl.Certificate.loadPEM(config.client_ca.read_bytes())
-        return certificate.options(authority)  # verify=True, requireCertificate=True
+        options = certificate.options(authority)  # verify=True, requireCertificate=True
+        context = options.getContext()
+        context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+                           | SSL.VERIFY_CLIENT_ONCE, _proxy_certificate_only)
+        return options
 
     def stopService(self) -> Any:  # noqa: N802 - Twisted API
         """Stop listening."""

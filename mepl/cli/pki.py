@@ -1,7 +1,9 @@
 """``mepl pki``: the admin PKI of the console proxy (a thin adapter over :mod:`console_proxy.pki`).
 
 ``init-ca`` creates the admin CA, its first CRL and the proxy's assertion key
-pair; ``issue-server`` the proxy's TLS certificate; ``issue-admin`` an admin's
+pair; ``issue-server`` a TLS server certificate (the proxy's, or a remote admin
+API's); ``issue-proxy`` the proxy's client certificate for a remote admin API;
+``issue-admin`` an admin's
 client certificate as a passphrase-protected PKCS#12 bundle plus PEM files;
 ``revoke`` and ``crl`` maintain the revocation list (regenerate it before its
 next-update, e.g. daily from cron); ``list`` prints the index.  The CA key is
@@ -80,6 +82,15 @@ def _issue_server(args: argparse.Namespace) -> int:
                               ca_passphrase=ca_passphrase(args, creating=False),
                               client_auth=args.client_auth)
     print(f"serial {issued.entry.serial}")
+    for path in issued.files:
+        print(path)
+    return 0
+
+
+def _issue_proxy(args: argparse.Namespace) -> int:
+    issued = pki.issue_proxy(args.dir, args.name, now=_now(), days=args.days,
+                             ca_passphrase=ca_passphrase(args, creating=False))
+    print(f"serial {issued.entry.serial}  fingerprint {issued.entry.fingerprint}")
     for path in issued.files:
         print(path)
     return 0
@@ -172,13 +183,22 @@ def register(subparsers: Any) -> None:
     init.add_argument("--crl-days", type=_days, default=pki.DEFAULT_CRL_DAYS,
                       help="days until the CRL's next-update (default: %(default)s)")
 
-    server = action("issue-server", _issue_server, "issue the proxy's TLS server certificate")
+    server = action("issue-server", _issue_server,
+                    "issue a TLS server certificate: the proxy's, or a remote admin API's")
     server.add_argument("--host", action="append", required=True, metavar="HOST",
-                        help="DNS name or IP address the consoles connect to (repeatable)")
+                        help="DNS name or IP address clients connect to (repeatable)")
     server.add_argument("--days", type=_days, default=pki.DEFAULT_SERVER_DAYS,
                         help="validity in days (default: %(default)s)")
     server.add_argument("--client-auth", action="store_true",
                         help="also allow it as a client certificate (proxy to a remote API)")
+
+    proxy = action("issue-proxy", _issue_proxy,
+                   "issue the proxy's client certificate for an admin API on another host "
+                   "(admin.listen)")
+    proxy.add_argument("--name", required=True,
+                       help="the proxy's name (the certificate's CN; its proxy.name)")
+    proxy.add_argument("--days", type=_days, default=pki.DEFAULT_SERVER_DAYS,
+                       help="validity in days (default: %(default)s)")
 
     admin = action("issue-admin", _issue_admin,
                    "issue an admin's client certificate (PKCS#12 bundle and PEM files)")

@@ -215,7 +215,9 @@ def test_a_viewer_is_refused_a_lock_with_the_role_it_needs_and_the_refusal_is_au
     assert "operator" in err and "viewer" in err
     row = stack.wait_audit(lambda r: r["target"] == "CN=vic,OU=viewer,O=mepl-demo"
                            and r["details"].get("event") == "role_refused")
-    assert (row["actor"], row["role"], row["action"]) == ("demo-proxy", "proxy", "proxy.refused")
+    assert (row["actor"], row["role"], row["action"]) == ("vic", "viewer", "proxy.refused")
+    assert row["details"]["via"] == "demo-proxy"
+    assert row["details"]["fingerprint"] == stack.identity("vic").fingerprint
     assert row["details"]["admin_fingerprint"] == stack.identity("vic").fingerprint
     assert row["details"]["reason"] == "requires operator"
     assert row["details"]["path"] == "/v1/commands"
