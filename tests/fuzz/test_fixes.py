@@ -1,0 +1,64 @@
+"""Defects the fuzzers found, one test each, named for the behaviour that was wrong."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from mepl.runtime.inbound_worker import part_row
+from sms_gateway.errors import UdhError
+from sms_gateway.smpp import codec
+from sms_gateway.smpp.codec import ShortMessage
+from sms_gateway.smpp.inbound import inbound_from_sm
+from sms_gateway.udh import IEI_PORTS_8, split_user_data
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("tag", [codec.TAG_DESTINATION_PORT, codec.TAG_SOURCE_PORT])
+def test_an_mo_whose_port_tlv_exceeds_16_bits_is_refused_as_undecodable(tag: int) -> None:
+    # It used to be accepted, then storing it raised OverflowError: the bind answered
+    # ESME_RX_T_APPN (temporary) and the SMSC redelivered the message for ever.
+    sm = ShortMessage(source_addr="447700900123", destination_addr="84433",
+                      short_message=b"x", tlvs=((tag, b"\x00\x01\x00\x00"),))
+    with pytest.raises(ValueError, match="port"):
+        inbound_from_sm(sm, link="a", received_at=NOW)
+
+
+def test_an_mo_with_16_bit_port_tlvs_is_stored_and_read_back() -> None:
+    sm = ShortMessage(source_addr="447700900123", destination_addr="84433",
+                      short_message=b"frame", tlvs=((codec.TAG_DESTINATION_PORT, b"\x40\x1b"),
+                                                    (codec.TAG_SOURCE_PORT, b"\xff\xff")))
+    message = inbound_from_sm(sm, link="a", received_at=NOW)
+    row = part_row(message)
+    udh, payload = split_user_data(row.payload)
+    assert (udh.dest_port, udh.src_port, payload) == (0x401B, 0xFFFF, b"frame")
+
+
+def _udh_with_8_bit_ports(filler: int) -> bytes:
+    """A UDH of 8-bit ports plus one filler element of ``filler`` octets, with its UDHL."""
+    header = bytes((IEI_PORTS_8, 2, 5, 6, 0x70, filler)) + b"a" * filler
+    return bytes((len(header),)) + header
+
+
+def test_a_user_data_header_too_long_to_store_again_is_refused_as_malformed() -> None:
+    # 8-bit ports are stored as 16-bit ones: a 254-octet header with them became 256 octets,
+    # more than its length octet holds, and storing the MO raised ValueError (SMPP: a
+    # temporary refusal, redelivered for ever; HTTP: a callback retried until parked).
+    with pytest.raises(UdhError, match="too long"):
+        split_user_data(_udh_with_8_bit_ports(248) + b"payload")
+    sm = ShortMessage(source_addr="447700900123", destination_addr="84433",
+                      esm_class=codec.ESM_UDHI, data_coding=4,
+                      tlvs=((codec.TAG_MESSAGE_PAYLOAD, _udh_with_8_bit_ports(248) + b"x"),))
+    with pytest.raises(UdhError):
+        inbound_from_sm(sm, link="a", received_at=NOW)
+
+
+def test_the_longest_user_data_header_with_8_bit_ports_that_fits_is_stored() -> None:
+    sm = ShortMessage(source_addr="447700900123", destination_addr="84433",
+                      esm_class=codec.ESM_UDHI, data_coding=4,
+                      tlvs=((codec.TAG_MESSAGE_PAYLOAD, _udh_with_8_bit_ports(247) + b"x"),))
+    message = inbound_from_sm(sm, link="a", received_at=NOW)
+    udh, payload = split_user_data(part_row(message).payload)
+    assert (udh.dest_port, udh.src_port, payload) == (5, 6, b"x")
