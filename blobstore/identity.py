@@ -242,11 +242,14 @@ def _national_prefix_pattern(code: int) -> re.Pattern[str] | None:
     return re.compile(pattern or "")
 
 
+_MAX_NATIONAL_DIGITS = 17  # the longest national number phonenumbers knows (E.164: 15 in all)
+
+
 @functools.lru_cache(maxsize=4096)
 def _possible_length(code: int, length: int) -> bool:
     # phonenumbers' "possible" test depends only on the country code and the
     # national number's length, so it can be cached on exactly those.
-    if length < 1:
+    if not 1 <= length <= _MAX_NATIONAL_DIGITS:
         return False
     number = phonenumbers.PhoneNumber(country_code=code, national_number=int("1" * length))
     return bool(phonenumbers.is_possible_number(number))

@@ -194,6 +194,10 @@ def _convert_scalar(tp: Any, value: Any, key: str) -> Any:
         raise ConfigError(key, f"expected a string, got {type(value).__name__}")
     if tp is Path:
         if isinstance(value, str) and value:
-            return Path(value).expanduser()
+            try:
+                return Path(value).expanduser()
+            except RuntimeError:  # "~name" for a user this system does not know
+                raise ConfigError(key, f"cannot expand {value.split('/')[0]!r}: no such "
+                                  "user's home directory") from None
         raise ConfigError(key, f"expected a path, got {value!r}")
     raise TypeError(f"config field type {tp!r} at {key} is not supported")

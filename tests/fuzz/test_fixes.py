@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from blobstore.identity import IdentityError, lookup_candidates, parse_msisdn
+from mepl.config import ConfigError
 from mepl.runtime.inbound_worker import part_row
+from mepl.settings import load_settings
 from sms_gateway.errors import UdhError
 from sms_gateway.smpp import codec
 from sms_gateway.smpp.codec import ShortMessage
@@ -62,3 +65,24 @@ def test_the_longest_user_data_header_with_8_bit_ports_that_fits_is_stored() -> 
     message = inbound_from_sm(sm, link="a", received_at=NOW)
     udh, payload = split_user_data(part_row(message).payload)
     assert (udh.dest_port, udh.src_port, payload) == (5, 6, b"x")
+
+
+@pytest.mark.parametrize("digits", [4400, 5000, 20_000])
+def test_a_phone_number_of_thousands_of_digits_is_refused_as_not_a_number(digits: int) -> None:
+    # It raised ValueError ("Exceeds the limit (4300 digits) for integer string conversion")
+    # instead of IdentityError, which lookup_candidates does not catch: a device look-up
+    # by such a string failed with an internal error instead of "not found".
+    text = "+44" + "7" * digits
+    with pytest.raises(IdentityError):
+        parse_msisdn(text)
+    with pytest.raises(IdentityError):
+        lookup_candidates(text)
+
+
+def test_a_path_for_an_unknown_users_home_is_a_config_error_naming_the_key() -> None:
+    # Path("~nosuchuser/keys").expanduser() raises RuntimeError: `mepl run` died with a
+    # traceback instead of "signing.keys_dir: ...".
+    with pytest.raises(ConfigError) as info:
+        load_settings({"dispatch": {"server_number": "+447700900000"},
+                       "signing": {"keys_dir": "~no-such-user-mepl/keys"}})
+    assert info.value.key == "signing.keys_dir"

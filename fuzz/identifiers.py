@@ -1,0 +1,97 @@
+"""Phone numbers, IMEIs and IMSIs as operators type them and peers send them.
+
+Contract: :func:`sms_gateway.addresses.to_e164` and ``normalise_region``
+raise only AddressError; :mod:`blobstore.identity` (``parse_imei``,
+``parse_imsi``, ``parse_msisdn``, ``lookup_candidates``, ``classify``) raises
+only IdentityError; the HTTP callbacks' address normaliser and the SMPP one
+never raise; a value accepted once is a fixed point (parsing the canonical
+form gives it back).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fuzz._common import Reader, expect, instrumented, run
+
+with instrumented(__name__ == "__main__"):
+    from blobstore.identity import (
+        IdentityError,
+        classify,
+        is_valid_imei,
+        lookup_candidates,
+        parse_imei,
+        parse_imsi,
+        parse_msisdn,
+    )
+    from sms_gateway.addresses import normalise_region, to_e164
+    from sms_gateway.errors import AddressError
+    from sms_gateway.http.fields import normalise_address as http_address
+    from sms_gateway.smpp.inbound import normalise_address as smpp_address
+
+TARGET = "identifiers"
+REGIONS = (None, "GB", "US", "DE", "IN", "gb", "UK", "", "001")
+ALPHABETS = ("0123456789", "0123456789+ -()./", "0123456789+#*abcXYZ\t\u0660\u0661\uff11",
+             "")
+
+
+def text_from(r: Reader) -> str:
+    """A string from one of a few alphabets (mostly digits), or raw bytes as text."""
+    alphabet = r.pick(ALPHABETS)
+    if r.flag():
+        length = r.u16() % 6000 if r.u8() == 0xFF else r.u8() % 24
+        pattern = r.chunk(16) or b"\x00"
+        raw = (pattern * (length // len(pattern) + 1))[:length]
+    else:
+        raw = r.chunk(40)
+    if not alphabet:
+        return raw.decode("utf-8", "replace")
+    return "".join(alphabet[b % len(alphabet)] for b in raw)
+
+
+def one_input(data: bytes) -> None:
+    """Every parser on one string, with one default region."""
+    r = Reader(data)
+    region = r.pick(REGIONS)
+    text = text_from(r)
+    if region is not None:
+        expect(lambda: normalise_region(region), AddressError)
+    e164 = expect(lambda: to_e164(text, region), AddressError)
+    if e164 is not None:
+        assert e164.startswith("+") and e164[1:].isdigit(), e164
+        assert to_e164(e164) == e164
+    imei = expect(lambda: parse_imei(text), IdentityError)
+    if imei is not None:
+        assert is_valid_imei(imei) and parse_imei(imei) == imei
+    imsi = expect(lambda: parse_imsi(text), IdentityError)
+    if imsi is not None:
+        assert parse_imsi(imsi) == imsi
+    id_region = region.upper() if region and len(region) == 2 else None
+    msisdn = expect(lambda: parse_msisdn(text, id_region), IdentityError)
+    if msisdn is not None:
+        assert parse_msisdn(msisdn) == msisdn, (text, msisdn)
+    candidates = expect(lambda: lookup_candidates(text, id_region), IdentityError)
+    if candidates is not None:
+        assert candidates[0] == classify(text, id_region)
+    http_region = id_region if id_region in (None, "GB", "US", "DE", "IN") else None
+    if text.strip():
+        http_address(text, http_region, "from")
+    smpp_address(text, r.u8() % 8)
+
+
+def seeds() -> list[bytes]:
+    """Numbers in several written forms, an IMEI, an IMSI, a very long digit string."""
+    def digits(s: str) -> bytes:
+        return bytes((len(s),)) + bytes(ord(c) - 48 for c in s)
+    return [b"\x01\x00\x00" + digits("447700900123"), b"\x02\x00\x00" + digits("2025550123"),
+            b"\x00\x00\x00" + digits("490154203237518"), b"\x01\x00\x00" + digits(
+                "234150123456789"), b"\x00\x01\x01\xff\x10\x88\x03\x01\x02",
+            b"\x00\x03\x00" + b"\x0e+447700900123"]
+
+
+if __name__ == "__main__":
+    run(TARGET, one_input, seeds)
