@@ -141,6 +141,8 @@ def run(target: str, one_input: Callable[[bytes], None], seeds: Callable[[], Ite
     import atheris
 
     args = list(sys.argv if argv is None else argv)
+    # libFuzzer re-runs argv[0] through the shell for -merge and -fork: make it a command.
+    args[0] = f"{sys.executable} {Path(args[0]).resolve()}"
     if not any(not a.startswith("-") for a in args[1:]):
         work = work_dir(target)
         kept = CORPUS_ROOT / target
