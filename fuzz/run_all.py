@@ -35,6 +35,8 @@ if __name__ == "__main__":
 from fuzz import TARGETS
 from fuzz._common import CORPUS_ROOT, ROOT, work_dir
 
+REGRESSION_PREFIX = "regression-"
+"""Kept inputs named so (the crashes found, after the fix) survive every re-minimisation."""
 _COV = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)/")
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)")
 _ARTIFACT = re.compile(r"Test unit written to (\S+)")
@@ -110,7 +112,8 @@ def run_target(target: str, seconds: float, *, timeout: int, rss_limit_mb: int,
 
 def keep(target: str) -> int:
     """Merge the scratch corpus into the kept one (coverage-adding inputs only, no
-    hit-count features, so the kept set stays small); returns the kept file count."""
+    hit-count features, so the kept set stays small; ``regression-*`` files always stay);
+    returns the kept file count."""
     kept = CORPUS_ROOT / target
     kept.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +126,8 @@ def keep(target: str) -> int:
         files = sorted(p for p in merged.iterdir() if p.is_file())
         if files:
             for old in kept.iterdir():
-                old.unlink()
+                if not old.name.startswith(REGRESSION_PREFIX):
+                    old.unlink()
             for path in files:
                 shutil.copyfile(path, kept / path.name)
     return sum(1 for p in kept.iterdir() if p.is_file())

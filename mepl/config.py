@@ -50,6 +50,10 @@ def load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError("", f"config file {path} does not exist") from None
+    except OSError as exc:  # a directory, no permission...
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"config file {path} is not UTF-8 text (TOML is UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"config file {path} is not valid TOML: {exc}") from None
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from blobstore.identity import IdentityError, lookup_candidates, parse_msisdn
-from mepl.config import ConfigError
+from mepl.config import ConfigError, load_toml
 from mepl.runtime.inbound_worker import part_row
 from mepl.settings import load_settings
 from sms_gateway.errors import UdhError
@@ -86,3 +87,16 @@ def test_a_path_for_an_unknown_users_home_is_a_config_error_naming_the_key() -> 
         load_settings({"dispatch": {"server_number": "+447700900000"},
                        "signing": {"keys_dir": "~no-such-user-mepl/keys"}})
     assert info.value.key == "signing.keys_dir"
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    # A file saved as UTF-16 (or any non-UTF-8 bytes) raised UnicodeDecodeError: a traceback.
+    path = tmp_path / "mepl.toml"
+    path.write_bytes('[dispatch]\nserver_number = "+447700900000"\n'.encode("utf-16"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_toml(path)
+
+
+def test_a_config_path_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_toml(tmp_path)
