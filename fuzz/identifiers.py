@@ -4,8 +4,9 @@ Contract: :func:`sms_gateway.addresses.to_e164` and ``normalise_region``
 raise only AddressError; :mod:`blobstore.identity` (``parse_imei``,
 ``parse_imsi``, ``parse_msisdn``, ``lookup_candidates``, ``classify``) raises
 only IdentityError; the HTTP callbacks' address normaliser and the SMPP one
-never raise; a value accepted once is a fixed point (parsing the canonical
-form gives it back).
+never raise; the device CSV import turns any field into a row or a row
+error; a value accepted once is a fixed point (parsing the canonical form
+gives it back).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ with instrumented(__name__ == "__main__"):
         parse_imsi,
         parse_msisdn,
     )
+    from blobstore.importer import ImportRow, RowError, parse_csv
     from sms_gateway.addresses import normalise_region, to_e164
     from sms_gateway.errors import AddressError
     from sms_gateway.http.fields import normalise_address as http_address
@@ -81,6 +83,9 @@ def one_input(data: bytes) -> None:
     if text.strip():
         http_address(text, http_region, "from")
     smpp_address(text, r.u8() % 8)
+    rows = list(parse_csv(["imei,imsi,phone,group\n", f"{text},{text},{text},g\n",
+                           f"490154203237518,,{text},\n"], id_region))
+    assert all(isinstance(row, ImportRow | RowError) for row in rows)
 
 
 def seeds() -> list[bytes]:

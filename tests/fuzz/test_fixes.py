@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from blobstore.identity import IdentityError, lookup_candidates, parse_msisdn
+from blobstore.importer import ImportFormatError, RowError, parse_csv
 from mepl.config import ConfigError, load_toml
 from mepl.runtime.inbound_worker import part_row
 from mepl.settings import load_settings
@@ -100,3 +101,19 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> Non
 def test_a_config_path_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_toml(tmp_path)
+
+
+def test_a_csv_field_over_the_csv_modules_limit_is_a_row_error_not_a_crash() -> None:
+    # csv.Error ("field larger than field limit") escaped parse_csv: `mepl devices import`
+    # died with a traceback instead of reporting the line.
+    lines = ["imei,phone\n", "490154203237518,+447700900123\n",
+             '356938035643809,"' + "7" * 200_000 + '"\n', "353456789012348,\n"]
+    items = list(parse_csv(lines, None))
+    assert [type(i).__name__ for i in items] == ["ImportRow", "RowError"]
+    assert isinstance(items[1], RowError) and items[1].line == 3
+    assert "not readable as CSV" in items[1].message
+
+
+def test_a_csv_header_over_the_csv_modules_limit_is_an_import_format_error() -> None:
+    with pytest.raises(ImportFormatError, match="not readable as CSV"):
+        list(parse_csv(['"' + "i" * 200_000 + '"\n'], None))
