@@ -27,7 +27,7 @@ with instrumented(__name__ == "__main__"):
     from prometheus_client import CollectorRegistry
     from twisted.internet.defer import Deferred, succeed
 
-    from sms_gateway.events import InboundMessage
+    from sms_gateway.events import DeliveryReceipt, InboundMessage
     from sms_gateway.http import (
         CallbackHandler,
         HttpConfig,
@@ -152,6 +152,7 @@ def one_input(data: bytes) -> None:
             assert (again.sender, again.receiver, again.payload, again.udh, again.text) == (
                 event.sender, event.receiver, event.payload, event.udh, event.text)
         else:
+            assert isinstance(again, DeliveryReceipt) and isinstance(event, DeliveryReceipt)
             assert (again.message_id, again.status) == (event.message_id, event.status)
 
 

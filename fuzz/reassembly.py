@@ -81,8 +81,11 @@ def reassemble(r: Reader) -> None:
             for expired in reassembler.expire(now):
                 got.pop(expired.key, None)
             assert reassembler.pending() <= MAX_SETS
-        frame = expect(lambda k=key, s=seq, p=payload, t=now: frames.add(
-            k.originator, k.reference, k.total, s, p, t), FrameRejected)
+        def add_frame_part(k: PartKey = key, s: int = seq, p: bytes = payload,
+                           t: float = now) -> bytes | None:
+            return frames.add(k.originator, k.reference, k.total, s, p, t)
+
+        frame = expect(add_frame_part, FrameRejected)
         assert frame is None or isinstance(frame, bytes)
         assert all(now - s.started <= 50.0 for s in frames.sets.values())
 

@@ -28,7 +28,7 @@ with instrumented(__name__ == "__main__"):
     from mepl.app.decode import decode_message
     from mepl.runtime.inbound_worker import _frame_of
     from signing.alerts import make_alert
-    from signing.commands import make_command
+    from signing.commands import ReplyStatus, make_command
     from signing.counters import CounterWindow
     from signing.errors import FrameRejected
     from signing.frames import (
@@ -169,13 +169,13 @@ def one_input(data: bytes) -> None:
         stored(frame[1:], Reader(frame[:1]))
     elif mode == 1:
         text = r.rest().decode("latin-1")
-        frame = expect(lambda: dearmour(text), *PEEK_ERRORS)
-        if frame is not None:
-            assert dearmour(armour(frame)) == frame
-            server_side(frame)
+        dearmoured = expect(lambda: dearmour(text), *PEEK_ERRORS)
+        if dearmoured is not None:
+            assert dearmour(armour(dearmoured)) == dearmoured
+            server_side(dearmoured)
         payload = text.encode("latin-1")
         armoured = text if payload[:1] == b"\x01" else None
-        frame = expect(lambda: _frame_of(payload, armoured), *PEEK_ERRORS)
+        expect(lambda: _frame_of(payload, armoured), *PEEK_ERRORS)
     elif mode == 2:
         server_side(signed_reply(r))
     elif mode == 3:
@@ -199,8 +199,8 @@ def one_input(data: bytes) -> None:
 
 def seeds() -> list[bytes]:
     """Valid frames of each type, plain and armoured."""
-    reply = seal_reply(COMMAND, 0, [(1, b"80")], device_key=DEVICE_KEY, server_id=SERVER_ID,
-                       imei=IMEI)
+    reply = seal_reply(COMMAND, ReplyStatus.OK, [(1, b"80")], device_key=DEVICE_KEY,
+                       server_id=SERVER_ID, imei=IMEI)
     alert = seal_alert(make_alert("sim_changed", imsi="234150123456789",
                                   msisdn="+447700900123"), counter=3, raised_at=NOW,
                        device_key=DEVICE_KEY, server_id=SERVER_ID, imei=IMEI)

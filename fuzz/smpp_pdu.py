@@ -66,8 +66,9 @@ def deliver(body: bytes) -> None:
     assert isinstance(message, InboundMessage)
     stored_part(message)
     reassembler: Reassembler[InboundMessage] = Reassembler(max_sets=4)
+    part = message
     for _ in range(2):  # the same part twice: a duplicate, never a conflict
-        expect(lambda m=message: add_inbound(reassembler, m, 0.0), ValueError)
+        expect(lambda: add_inbound(reassembler, part, 0.0), ValueError)
 
 
 def stored_part(message: InboundMessage) -> None:

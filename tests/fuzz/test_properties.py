@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from blobstore.identity import IdentityError, lookup_candidates, parse_msisdn
 from fuzz import http_callback, signed_frame, smpp_pdu, smpp_session
+from fuzz._common import Reader
 from fuzz.reassembly import udh_round_trip
 from mepl.config import ConfigError, load_toml
 from mepl.settings import load_settings
@@ -165,7 +166,7 @@ def test_a_valid_device_frame_flipped_cut_or_extended_is_rejected_with_frame_rej
         with pytest.raises(FrameRejected):
             _open(damaged)
         signed_frame.server_side(damaged)  # peeks too: FrameRejected only
-        signed_frame.stored(damaged, signed_frame.Reader(damaged[:4]))
+        signed_frame.stored(damaged, Reader(damaged[:4]))
 
 
 @PROFILE
