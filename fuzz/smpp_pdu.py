@@ -3,14 +3,17 @@
 Contract: the body decoders raise only :class:`~sms_gateway.smpp.codec.CodecError`;
 a deliver_sm goes through decode, receipt or MO building exactly as
 :class:`~sms_gateway.smpp.inbound_handler.InboundHandler` does it and raises
-only what that handler catches (CodecError, UdhError, ValueError); a decoded
-body re-encodes to the same bytes; the PDU records blank bind passwords
+only what that handler catches (CodecError, UdhError, ValueError), and the
+row stored for it has no NUL in a text column (psycopg2 would refuse the
+whole batch) and gives an MO's payload back; a decoded body re-encodes to
+the same bytes; the PDU records blank bind passwords
 whatever the frame.  Bodies are random, or real ones with a field, a length
 or a byte mutated.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import sys
@@ -23,7 +26,8 @@ if __name__ == "__main__":
 from fuzz._common import Reader, expect, instrumented, run
 
 with instrumented(__name__ == "__main__"):
-    from mepl.runtime.inbound_worker import part_row
+    from blobstore.messages import NewMessage
+    from mepl.runtime.inbound_worker import part_row, receipt_row
     from sms_gateway.errors import UdhError
     from sms_gateway.events import DeliveryReceipt, InboundMessage
     from sms_gateway.reassembly import Reassembler, add_inbound
@@ -58,6 +62,8 @@ def deliver(body: bytes) -> None:
                                                  id_mode="hex", text_id_mode="decimal"),
                          *HANDLER_ERRORS)
         assert receipt is None or isinstance(receipt, DeliveryReceipt)
+        if receipt is not None:
+            storable(receipt_row(receipt))
         return
     message = expect(lambda: inbound_from_sm(sm, link="fuzz", received_at=NOW),
                      *HANDLER_ERRORS)
@@ -71,9 +77,17 @@ def deliver(body: bytes) -> None:
         expect(lambda: add_inbound(reassembler, part, 0.0), ValueError)
 
 
+def storable(row: NewMessage) -> None:
+    """What PostgreSQL text columns take: no NUL (psycopg2 refuses the whole batch)."""
+    for text in (row.link, row.peer, row.smsc_message_id, row.external_id, row.error):
+        assert text is None or "\0" not in text, f"NUL in a text column: {text!r}"
+    json.dumps(row.meta)
+
+
 def stored_part(message: InboundMessage) -> None:
     """The row the receiver stores for an MO part, read back as the inbound worker does."""
     row = part_row(message)
+    storable(row)
     meta = row.meta or {}
     payload = split_user_data(row.payload)[1] if meta.get("udh") else row.payload
     assert payload == message.payload, "stored part does not give the payload back"

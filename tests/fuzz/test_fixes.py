@@ -16,6 +16,7 @@ from sms_gateway.errors import UdhError
 from sms_gateway.smpp import codec
 from sms_gateway.smpp.codec import ShortMessage
 from sms_gateway.smpp.inbound import inbound_from_sm
+from sms_gateway.smpp.receipts import receipt_from_sm
 from sms_gateway.udh import IEI_PORTS_8, split_user_data
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -117,3 +118,24 @@ def test_a_csv_field_over_the_csv_modules_limit_is_a_row_error_not_a_crash() -> 
 def test_a_csv_header_over_the_csv_modules_limit_is_an_import_format_error() -> None:
     with pytest.raises(ImportFormatError, match="not readable as CSV"):
         list(parse_csv(['"' + "i" * 200_000 + '"\n'], None))
+
+
+@pytest.mark.parametrize("tlvs, text", [
+    (((codec.TAG_RECEIPTED_MESSAGE_ID, b"ab\x00cd\x00"),), b"stat:DELIVRD"),
+    ((), b"id:ab\x00cd sub:001 dlvrd:001 stat:DELIVRD err:000"),
+])
+def test_a_receipt_whose_message_id_holds_a_nul_is_refused_as_undecodable(
+        tlvs: tuple[tuple[int, bytes], ...], text: bytes) -> None:
+    # The id went to a text column: psycopg2 refused the NUL with ValueError, which failed
+    # the whole batch of receipts it was written with (each answered ESME_RX_T_APPN, so
+    # redelivered, and failing again with the next batch).
+    sm = ShortMessage(source_addr="447700900123", destination_addr="84433", esm_class=0x04,
+                      short_message=text, tlvs=tlvs)
+    with pytest.raises(ValueError, match="NUL"):
+        receipt_from_sm(sm, link="a", received_at=NOW)
+
+
+def test_a_receipt_id_with_trailing_nuls_in_its_tlv_is_still_read() -> None:
+    sm = ShortMessage(esm_class=0x04, tlvs=((codec.TAG_RECEIPTED_MESSAGE_ID, b"00AB1f\x00\x00"),
+                                            (codec.TAG_MESSAGE_STATE, b"\x02")))
+    assert receipt_from_sm(sm, link="a", received_at=NOW).message_id == "ab1f"
