@@ -58,8 +58,11 @@ def text_from(r: Reader) -> str:
 
 
 def valid(e164: str) -> bool:
-    """phonenumbers' own validity (a real range of a real numbering plan)."""
-    return bool(phonenumbers.is_valid_number(phonenumbers.parse(e164)))
+    """Valid for phonenumbers (a real range of a real numbering plan) and already in its
+    canonical form (``+49 0...`` is not: a parse strips one trunk zero)."""
+    number = phonenumbers.parse(e164)
+    return bool(phonenumbers.is_valid_number(number)) and phonenumbers.format_number(
+        number, phonenumbers.PhoneNumberFormat.E164) == e164
 
 
 def one_input(data: bytes) -> None:
