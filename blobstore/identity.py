@@ -214,6 +214,8 @@ def _fast_e164(candidate: str) -> str | None:
     if not candidate.startswith("+") or not candidate[1:].isdigit():
         return None
     digits = candidate[1:]
+    if digits.startswith("0"):  # no country code starts with 0 (int() would drop it)
+        return None
     for width in (1, 2, 3):
         code = int(digits[:width]) if len(digits) > width else 0
         if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:

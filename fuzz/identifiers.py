@@ -11,6 +11,7 @@ canonical form gives it back).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ with instrumented(__name__ == "__main__"):
     from sms_gateway.smpp.inbound import normalise_address as smpp_address
 
 TARGET = "identifiers"
+E164 = re.compile(r"\+[1-9][0-9]{1,16}")  # country codes never start with 0
 REGIONS = (None, "GB", "US", "DE", "IN", "gb", "UK", "", "001")
 ALPHABETS = ("0123456789", "0123456789+ -()./", "0123456789+#*abcXYZ\t\u0660\u0661\uff11",
              "")
@@ -74,7 +76,7 @@ def one_input(data: bytes) -> None:
         expect(lambda: normalise_region(region), AddressError)
     e164 = expect(lambda: to_e164(text, region), AddressError)
     if e164 is not None:
-        assert e164.startswith("+") and e164[1:].isdigit(), e164
+        assert E164.fullmatch(e164), (text, e164)
         if valid(e164):  # an invalid one may not be (see docs/fuzzing.md)
             assert to_e164(e164) == e164
     imei = expect(lambda: parse_imei(text), IdentityError)
@@ -85,6 +87,8 @@ def one_input(data: bytes) -> None:
         assert parse_imsi(imsi) == imsi
     id_region = region.upper() if region and len(region) == 2 else None
     msisdn = expect(lambda: parse_msisdn(text, id_region), IdentityError)
+    if msisdn is not None:
+        assert E164.fullmatch(msisdn), (text, msisdn)
     if msisdn is not None and valid(msisdn):
         assert parse_msisdn(msisdn) == msisdn, (text, msisdn)
     candidates = expect(lambda: lookup_candidates(text, id_region), IdentityError)

@@ -139,3 +139,14 @@ def test_a_receipt_id_with_trailing_nuls_in_its_tlv_is_still_read() -> None:
     sm = ShortMessage(esm_class=0x04, tlvs=((codec.TAG_RECEIPTED_MESSAGE_ID, b"00AB1f\x00\x00"),
                                             (codec.TAG_MESSAGE_STATE, b"\x02")))
     assert receipt_from_sm(sm, link="a", received_at=NOW).message_id == "ab1f"
+
+
+@pytest.mark.parametrize("written, region", [("+0447700900123", None),
+                                             ("000447700900123", "GB"),
+                                             ("+01202555012", None)])
+def test_a_number_whose_country_code_starts_with_zero_is_refused(
+        written: str, region: str | None) -> None:
+    # The fast path read "044" as country code 44 and returned "+0447700900123": a value
+    # that is not E.164 (no country code starts with 0) stored as a device's number.
+    with pytest.raises(IdentityError):
+        parse_msisdn(written, region)
