@@ -39,7 +39,7 @@ with instrumented(__name__ == "__main__"):
     from sms_gateway.smpp.inbound import normalise_address as smpp_address
 
 TARGET = "identifiers"
-E164 = re.compile(r"\+[1-9][0-9]{1,16}")  # country codes never start with 0
+E164 = re.compile(r"\+[1-9][0-9]*")  # country codes never start with 0
 REGIONS = (None, "GB", "US", "DE", "IN", "gb", "UK", "", "001")
 ALPHABETS = ("0123456789", "0123456789+ -()./", "0123456789+#*abcXYZ\t\u0660\u0661\uff11",
              "")
