@@ -211,9 +211,9 @@ def parse_msisdn(raw: str, default_region: str | None = None) -> str:
 def _fast_e164(candidate: str) -> str | None:
     # International digits: skip phonenumbers.parse (about 45 us) when the
     # country code and length settle it; anything unusual takes the full parse.
-    if not candidate.startswith("+") or not candidate[1:].isdigit():
-        return None
     digits = candidate[1:]
+    if not candidate.startswith("+") or not (digits.isascii() and digits.isdigit()):
+        return None  # isdigit() alone takes Arabic-Indic and full-width digits
     if digits.startswith("0"):  # no country code starts with 0 (int() would drop it)
         return None
     for width in (1, 2, 3):

@@ -150,3 +150,15 @@ def test_a_number_whose_country_code_starts_with_zero_is_refused(
     # that is not E.164 (no country code starts with 0) stored as a device's number.
     with pytest.raises(IdentityError):
         parse_msisdn(written, region)
+
+
+@pytest.mark.parametrize("written", ["+4919\u06610", "+44\u0667\u0667\u0660\u0660900123",
+                                     "+44\uff17700900123"])
+def test_a_number_with_non_ascii_digits_is_never_stored_as_written(written: str) -> None:
+    # str.isdigit() is true for Arabic-Indic and full-width digits: the fast path returned
+    # "+4919\u06610" unchanged, a non-ASCII "E.164" number in the registry.
+    try:
+        parsed = parse_msisdn(written)
+    except IdentityError:
+        return
+    assert parsed.isascii() and parsed[1:].isdigit(), parsed
