@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_ROOT = ROOT / "tests" / "fuzz" / "corpus"
@@ -157,8 +157,3 @@ def run(target: str, one_input: Callable[[bytes], None], seeds: Callable[[], Ite
     atheris.Setup(args, one_input)
     atheris.Fuzz()
 
-
-def any_exception_name(exc: BaseException) -> str:
-    """``module.Name`` of an exception, for reports."""
-    kind: Any = type(exc)
-    return f"{kind.__module__}.{kind.__qualname__}"
