@@ -211,9 +211,11 @@ def parse_msisdn(raw: str, default_region: str | None = None) -> str:
 def _fast_e164(candidate: str) -> str | None:
     # International digits: skip phonenumbers.parse (about 45 us) when the
     # country code and length settle it; anything unusual takes the full parse.
-    if not candidate.startswith("+") or not candidate[1:].isdigit():
-        return None
     digits = candidate[1:]
+    if not candidate.startswith("+") or not (digits.isascii() and digits.isdigit()):
+        return None  # isdigit() alone takes Arabic-Indic and full-width digits
+    if digits.startswith("0"):  # no country code starts with 0 (int() would drop it)
+        return None
     for width in (1, 2, 3):
         code = int(digits[:width]) if len(digits) > width else 0
         if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
@@ -242,11 +244,14 @@ def _national_prefix_pattern(code: int) -> re.Pattern[str] | None:
     return re.compile(pattern or "")
 
 
+_MAX_NATIONAL_DIGITS = 17  # the longest national number phonenumbers knows (E.164: 15 in all)
+
+
 @functools.lru_cache(maxsize=4096)
 def _possible_length(code: int, length: int) -> bool:
     # phonenumbers' "possible" test depends only on the country code and the
     # national number's length, so it can be cached on exactly those.
-    if length < 1:
+    if not 1 <= length <= _MAX_NATIONAL_DIGITS:
         return False
     number = phonenumbers.PhoneNumber(country_code=code, national_number=int("1" * length))
     return bool(phonenumbers.is_possible_number(number))

@@ -83,7 +83,8 @@ def parse_csv(stream: Iterable[str], default_region: str | None) -> Iterator[Imp
 
     The header must name ``imei`` and may name ``imsi``, ``phone``, ``group``
     in any order.  Blank lines are skipped.  A repeated IMEI is an error on
-    every occurrence after the first.
+    every occurrence after the first.  A line the csv module cannot read (a
+    field over its size limit) is an error that ends the reading.
     """
     reader = csv.reader(stream)
     try:
@@ -92,6 +93,8 @@ def parse_csv(stream: Iterable[str], default_region: str | None) -> Iterator[Imp
         raise ImportFormatError(
             "the file is empty; expected a header imei,imsi,phone,group,public_key"
         ) from None
+    except csv.Error as exc:
+        raise ImportFormatError(f"line 1: not readable as CSV ({exc})") from None
     unknown = [h for h in header if h not in COLUMNS]
     if unknown or "imei" not in header or len(set(header)) != len(header):
         raise ImportFormatError(
@@ -101,7 +104,15 @@ def parse_csv(stream: Iterable[str], default_region: str | None) -> Iterator[Imp
         )
     position = {name: header.index(name) for name in header}
     seen: dict[str, int] = {}
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over csv.field_size_limit(), say
+            yield RowError(reader.line_num, f"not readable as CSV ({exc}); the rest of the "
+                           "file was not read")
+            return
         line = reader.line_num
         if not fields or all(not f.strip() for f in fields):
             continue

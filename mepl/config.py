@@ -50,6 +50,10 @@ def load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError("", f"config file {path} does not exist") from None
+    except OSError as exc:  # a directory, no permission...
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"config file {path} is not UTF-8 text (TOML is UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"config file {path} is not valid TOML: {exc}") from None
 
@@ -194,6 +198,10 @@ def _convert_scalar(tp: Any, value: Any, key: str) -> Any:
         raise ConfigError(key, f"expected a string, got {type(value).__name__}")
     if tp is Path:
         if isinstance(value, str) and value:
-            return Path(value).expanduser()
+            try:
+                return Path(value).expanduser()
+            except RuntimeError:  # "~name" for a user this system does not know
+                raise ConfigError(key, f"cannot expand {value.split('/')[0]!r}: no such "
+                                  "user's home directory") from None
         raise ConfigError(key, f"expected a path, got {value!r}")
     raise TypeError(f"config field type {tp!r} at {key} is not supported")

@@ -50,6 +50,7 @@ def parse_udh(header: bytes) -> Udh:
     """Parse the information elements of a UDH (without its UDHL octet)."""
     dest = src = None
     concat = None
+    ports_8 = False
     other: list[tuple[int, bytes]] = []
     i = 0
     while i < len(header):
@@ -70,11 +71,21 @@ def parse_udh(header: bytes) -> Udh:
                 src = int.from_bytes(data[2:], "big")
             elif iei == IEI_PORTS_8 and length == 2:
                 dest, src = data[0], data[1]
+                ports_8 = True
             else:
                 other.append((iei, bytes(data)))
         except ValueError as exc:
             raise UdhError(str(exc)) from None
-    return Udh(dest, src, concat, tuple(other))
+    udh = Udh(dest, src, concat, tuple(other))
+    # encode_udh writes ports as 16-bit: 2 octets more, which must still fit the UDHL octet
+    # (a received part is stored re-encoded).
+    if ports_8:
+        try:
+            encode_udh(udh)
+        except ValueError:  # over 255 octets
+            raise UdhError("user data header too long once its 8-bit ports are made "
+                           "16-bit") from None
+    return udh
 
 
 def split_user_data(user_data: bytes) -> tuple[Udh, bytes]:

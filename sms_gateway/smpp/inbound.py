@@ -55,6 +55,8 @@ def _sar_udh(sm: ShortMessage) -> Udh | None:
     seq = sm.tlv_int(codec.TAG_SAR_SEGMENT_SEQNUM)
     dest = sm.tlv_int(codec.TAG_DESTINATION_PORT)
     src = sm.tlv_int(codec.TAG_SOURCE_PORT)
+    if (dest is not None and dest > 0xFFFF) or (src is not None and src > 0xFFFF):
+        raise ValueError("SAR port TLV above 65535")
     concat = None
     if ref is not None and total is not None and seq is not None:
         concat = Concat(ref & 0xFFFF, total, seq, 16)

@@ -97,7 +97,11 @@ def is_receipt(sm: ShortMessage) -> bool:
 
 def receipt_from_sm(sm: ShortMessage, *, link: str, received_at: datetime,
                     id_mode: str = "hex", text_id_mode: str | None = None) -> DeliveryReceipt:
-    """Build a receipt: TLVs first, then the text; ids normalised per ``id_mode``."""
+    """Build a receipt: TLVs first, then the text; ids normalised per ``id_mode``.
+
+    Raises ValueError for a message id with a NUL inside (it can match no submit, and
+    no text column can store it).
+    """
     raw_text = sm.user_data().decode("latin-1")
     fields = parse_receipt_text(raw_text)
     tlv_id = sm.tlv(codec.TAG_RECEIPTED_MESSAGE_ID)
@@ -105,6 +109,8 @@ def receipt_from_sm(sm: ShortMessage, *, link: str, received_at: datetime,
         message_id = normalise_id(tlv_id.rstrip(b"\0").decode("latin-1"), id_mode)
     else:
         message_id = normalise_id(fields.get("id", ""), text_id_mode or id_mode, id_mode)
+    if "\0" in message_id:
+        raise ValueError("receipt message id contains a NUL character")
     state = sm.tlv_int(codec.TAG_MESSAGE_STATE)
     if state is not None:
         status = STATES.get(state, DeliveryStatus.UNKNOWN)
