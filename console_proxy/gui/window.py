@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from console_proxy.gui.device import DeviceView
 from console_proxy.gui.fleet import FleetView
 from console_proxy.gui.signin import Session
 from console_proxy.gui.tasks import Tasks
@@ -70,6 +71,9 @@ class MainWindow(QMainWindow):
         self.fleet = FleetView(session.client, self.tasks, role=session.role,
                                page_size=page_size)
         self.tabs.addTab(self.fleet, "Fleet")
+        self.device = DeviceView(session.client, self.tasks, role=session.role)
+        self.tabs.addTab(self.device, "Device")
+        self.fleet.open_device.connect(self.open_device)
 
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -84,6 +88,11 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Fetch the first pages and open the live event stream."""
         self.fleet.start()
+
+    def open_device(self, identifier: str) -> None:
+        """Show one device in the device view."""
+        self.device.load(identifier)
+        self.tabs.setCurrentWidget(self.device)
 
     def show_error(self, exc: BaseException) -> None:
         """Show a failure nobody else handled in the banner."""
