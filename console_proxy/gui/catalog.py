@@ -209,3 +209,21 @@ def check_arguments(command: str, values: Mapping[str, str]) -> dict[str, str]:
             continue
         checked[argument.name] = argument.check(name, text)
     return checked
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int | None:
+    """``3600``, ``90m``, ``12h`` or ``1d`` in seconds; None for an empty text.
+
+    Raises :class:`ArgumentError` (named ``valid_for``) for anything else, as
+    ``mdm-console send --valid-for`` does.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    if not number.isdigit() or int(number) <= 0:
+        raise ArgumentError("valid_for", f"{text!r} is not a duration like 3600, 90m, 12h, 1d")
+    return int(number) * _UNITS[unit]

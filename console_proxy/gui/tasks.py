@@ -36,6 +36,7 @@ class Tasks(QObject):
         super().__init__(parent)
         self._submit = submit
         self.running = 0
+        self.closed = False
         # Queued even when the future was already done: callbacks never run inside run().
         self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
@@ -44,6 +45,10 @@ class Tasks(QObject):
             on_error: Callable[[BaseException], None] | None = None,
             **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on a worker thread; call back on the UI thread."""
+        if self.closed:
+            dropped: Future[Any] = Future()
+            dropped.cancel()
+            return dropped
         future = self._submit(fn, *args, **kwargs)
         self.running += 1
         if self.running == 1:
@@ -57,6 +62,10 @@ class Tasks(QObject):
         with contextlib.suppress(RuntimeError):
             self._finished.emit(on_done, on_error, future)
 
+    def close(self) -> None:
+        """Run nothing more, and drop the results of calls still under way (window closed)."""
+        self.closed = True
+
     @Slot(object, object, object)
     def _deliver(self, on_done: Callable[[Any], None] | None,
                  on_error: Callable[[BaseException], None] | None,
@@ -64,7 +73,7 @@ class Tasks(QObject):
         self.running -= 1
         if self.running == 0:
             self.busy.emit(False)
-        if future.cancelled():
+        if future.cancelled() or self.closed:
             return
         exc = future.exception()
         if exc is None:
