@@ -47,7 +47,7 @@ def digits(text: str) -> str:
 class DeviceTableModel(PagedModel[Device]):
     """Devices page by page, with the count of open alerts per device kept up to date."""
 
-    def __init__(self, tasks: Tasks, **kwargs: object) -> None:
+    def __init__(self, tasks: Tasks, *, page_size: int | None = None) -> None:
         self.open_alerts: Counter[str] = Counter()
         columns = [
             Column[Device]("IMEI", lambda d: d.imei),
@@ -61,7 +61,7 @@ class DeviceTableModel(PagedModel[Device]):
             Column[Device]("Open alerts", lambda d: self.open_alerts.get(d.imei, 0) or None,
                            key=lambda d: -self.open_alerts.get(d.imei, 0)),
         ]
-        super().__init__(tasks, columns, **kwargs)  # type: ignore[arg-type]
+        super().__init__(tasks, columns, page_size=page_size)
         self.highlight = lambda d: _LOST if d.state == "lost" or self.open_alerts.get(
             d.imei) else None
 
@@ -93,7 +93,7 @@ class FleetView(QWidget):
         self.group.setPlaceholderText("group")
         self.go = QPushButton("Search")
         self.status = QLabel("")
-        self.model = DeviceTableModel(tasks, **({"page_size": page_size} if page_size else {}))
+        self.model = DeviceTableModel(tasks, page_size=page_size)
         self.table = QTableView()
         self.table.setModel(self.model)
         # No sort until a header is clicked: the server's order (by enrolment) first.

@@ -67,12 +67,12 @@ class PagedModel(QAbstractTableModel, Generic[T]):
 
     def __init__(self, tasks: Tasks, columns: Sequence[Column[T]],
                  fetch: Callable[[str | None, int], Page[T]] | None = None, *,
-                 page_size: int = PAGE_SIZE, parent: QObject | None = None) -> None:
+                 page_size: int | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._tasks = tasks
         self.columns = list(columns)
         self._fetch = fetch
-        self.page_size = page_size
+        self.page_size = page_size or PAGE_SIZE
         self._rows: list[T] = []
         self._cursor: str | None = None
         self._more = False

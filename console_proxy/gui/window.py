@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
 
 from console_proxy.client.models import Approval, Event
 from console_proxy.gui.approvals import ApprovalsInbox
+from console_proxy.gui.audit import AuditView
+from console_proxy.gui.charts import ChartsView
 from console_proxy.gui.device import DeviceView
 from console_proxy.gui.events import EventsPanel, EventsWorker, FanoutPanel
 from console_proxy.gui.fleet import FleetView
@@ -115,10 +117,16 @@ class MainWindow(QMainWindow):
         self.fanouts = FanoutPanel(client, self.tasks, interval_ms=poll_ms)
         self.events = EventsPanel(self.fanouts)
         self.worker = EventsWorker(client, parent=self)
+        self.charts = ChartsView(client, self.tasks, role=role)
+        self.audit = (AuditView(client, self.tasks, role=role, page_size=page_size)
+                      if role == "admin" else None)
         for widget, title in ((self.fleet, "Fleet"), (self.device, "Device"),
                               (self.send, "Send"), (self.approvals, "Approvals"),
-                              (self.events, "Live events")):
-            self.tabs.addTab(widget, title)
+                              (self.events, "Live events"), (self.charts, "Charts"),
+                              (self.audit, "Audit")):
+            if widget is not None:
+                self.tabs.addTab(widget, title)
+        self.tabs.currentChanged.connect(self._tab_shown)
 
         self.fleet.open_device.connect(self.open_device)
         self.device.send_to.connect(self.send_to)
@@ -146,8 +154,14 @@ class MainWindow(QMainWindow):
         """Fetch the first pages and open the live event stream."""
         self.fleet.start()
         self.approvals.refresh()
+        if self.audit is not None:
+            self.audit.refresh()
         if self._live:
             self.worker.start()
+
+    def _tab_shown(self, index: int) -> None:
+        if self.tabs.widget(index) is self.charts and self.charts.data is None:
+            self.charts.refresh()
 
     def open_device(self, identifier: str) -> None:
         """Show one device in the device view."""
