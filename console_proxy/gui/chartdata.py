@@ -20,8 +20,8 @@ STATES = ("queued", "sending", "sent", "delivered", "done", "refused", "failed",
 """Command states, in the order the stacked bars show them."""
 
 LATENCY_BUCKETS: tuple[tuple[str, float], ...] = (
-    ("< 5 s", 5), ("5-30 s", 30), ("30 s-2 min", 120), ("2-10 min", 600),
-    ("10 min-1 h", 3600), ("≥ 1 h", float("inf")))
+    ("0-5 s", 5), ("5-30 s", 30), ("30 s-2 m", 120), ("2-10 m", 600), ("10-60 m", 3600),
+    ("over 1 h", float("inf")))
 """Delivery latency classes (upper bounds in seconds)."""
 
 _SENT = ("sent",)
@@ -104,8 +104,8 @@ def latency_histogram(latencies: Iterable[float]) -> Stacked:
 
 
 def alerts_per_day(alerts: Iterable[Alert]) -> Stacked:
-    """Alerts per day, by kind (SIM swap, lost, left the territory ...)."""
-    return _stack((t.strftime("%Y-%m-%d"), a.kind) for a in alerts
+    """Alerts per day (``MM-DD``), by kind (SIM swap, lost, left the territory ...)."""
+    return _stack((t.strftime("%m-%d"), a.kind) for a in alerts
                   if (t := _time(a.at)) is not None)
 
 

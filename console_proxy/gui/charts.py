@@ -59,9 +59,12 @@ def stacked_chart(title: str, data: Stacked, y_title: str) -> QChart:
     y_axis = QValueAxis()
     highest = max((sum(column) for column in zip(*data.series.values(), strict=True)),
                   default=0)
-    y_axis.setRange(0, max(1, highest))
+    step = max(1, -(-highest // 5))  # at most about five whole-number steps
+    y_axis.setRange(0, max(1, -(-highest // step) * step))
     y_axis.setLabelFormat("%d")
-    y_axis.setTickCount(min(6, max(2, highest + 1)))
+    y_axis.setTickType(QValueAxis.TickType.TicksDynamic)
+    y_axis.setTickAnchor(0)
+    y_axis.setTickInterval(step)
     y_axis.setTitleText(y_title)
     chart.addAxis(y_axis, Qt.AlignmentFlag.AlignLeft)
     series.attachAxis(y_axis)

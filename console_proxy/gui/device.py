@@ -246,11 +246,21 @@ class DeviceView(QWidget):
         if not isinstance(command_id, int) or command_id in self._loaded_history:
             return
         self._loaded_history.add(command_id)
-        self._tasks.run(self._client.get_command, command_id,
-                        on_done=lambda command: self._history(item, command),
+        self._tasks.run(self._client.get_command, command_id, on_done=self._history,
                         on_error=self._failed)
 
-    def _history(self, item: QTreeWidgetItem, command: Command) -> None:
+    def _item(self, command_id: int) -> QTreeWidgetItem | None:
+        for i in range(self.commands.topLevelItemCount()):
+            item = self.commands.topLevelItem(i)
+            if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == command_id:
+                return item
+        return None
+
+    def _history(self, command: Command) -> None:
+        # Looked up again: the timeline may have been refilled while the history was fetched.
+        item = self._item(command.id)
+        if item is None:
+            return
         item.takeChildren()
         item.setText(1, command.state)
         for event in command.history:
@@ -325,6 +335,8 @@ class DeviceView(QWidget):
     def _append_raw(self, title: str, data: str) -> None:
         text = hex_dump(data) if data else "(the server did not send the bytes)"
         self.decoded.appendPlainText(f"\n— {title} —\n{text}")
+        bar = self.decoded.verticalScrollBar()
+        bar.setValue(bar.maximum())  # the bytes just asked for, in view
 
     def on_event(self, event: Event) -> None:
         """A live event: refresh the timeline when it is about the device shown."""

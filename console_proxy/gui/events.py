@@ -112,6 +112,7 @@ class FanoutPanel(QWidget):
         self._client = client
         self._tasks = tasks
         self.bars: dict[int, QProgressBar] = {}
+        self.details: dict[int, QLabel] = {}
         self._open: set[int] = set()
         self._layout = QVBoxLayout(self)
         self.empty = QLabel("Sends to a group or the fleet show their progress here.")
@@ -128,10 +129,13 @@ class FanoutPanel(QWidget):
             self.empty.hide()
             title = QLabel(f"fan-out {fanout_id}: {label}")
             bar = QProgressBar()
-            bar.setFormat("waiting for the first count …")
-            self._layout.insertWidget(self._layout.count() - 1, title)
-            self._layout.insertWidget(self._layout.count() - 1, bar)
+            bar.setFormat("…")
+            detail = QLabel("waiting for the first count …")
+            detail.setWordWrap(True)
+            for widget in (title, bar, detail):
+                self._layout.insertWidget(self._layout.count() - 1, widget)
             self.bars[fanout_id] = bar
+            self.details[fanout_id] = detail
         self._open.add(fanout_id)
         self.poll()
         if not self.timer.isActive():
@@ -155,14 +159,15 @@ class FanoutPanel(QWidget):
         bar.setMaximum(max(progress.total, 1))
         bar.setValue(min(ended, progress.total))
         states = ", ".join(f"{n} {s}" for s, n in sorted(progress.by_state.items()))
-        bar.setFormat(f"{ended} of {progress.total} ended — {progress.done} done, "
-                      f"{progress.failed} failed" + (f" ({states})" if states else ""))
+        bar.setFormat(f"{ended} of {progress.total} ended")
+        self.details[fanout_id].setText(f"{progress.done} done, {progress.failed} failed"
+                                        + (f" — now {states}" if states else ""))
         if progress.total and ended >= progress.total:
             self._open.discard(fanout_id)
 
     def _failed(self, fanout_id: int, exc: BaseException) -> None:
         self._open.discard(fanout_id)
-        self.bars[fanout_id].setFormat(explain(exc).message)
+        self.details[fanout_id].setText(explain(exc).message)
 
     def stop(self) -> None:
         """Stop polling."""

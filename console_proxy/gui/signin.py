@@ -87,7 +87,6 @@ class SignInDialog(QDialog):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdm-signin")
         self._tasks = Tasks(self._pool.submit, self)
         self._client: Client | None = None
-        self._identity: Identity | None = None
 
         self.proxy = QLineEdit(proxy)
         self.proxy.setPlaceholderText("https://mdm-proxy.example.net:8443")
@@ -114,8 +113,8 @@ class SignInDialog(QDialog):
         self.sign_in.setDefault(True)
         self.buttons.accepted.connect(self.try_sign_in)
         self.buttons.rejected.connect(self.reject)
-        self.identity_file.editingFinished.connect(self._forget_identity)
-        self.passphrase.editingFinished.connect(self._forget_identity)
+        self.identity_file.editingFinished.connect(self.preview)
+        self.passphrase.editingFinished.connect(self.preview)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.message)
@@ -137,8 +136,17 @@ class SignInDialog(QDialog):
         if chosen:
             edit.setText(chosen)
 
-    def _forget_identity(self) -> None:
-        self._identity = None
+    def preview(self) -> None:
+        """Show the certificate's name, role and expiry once the identity opens (no network)."""
+        path, passphrase = self.identity_file.text().strip(), self.passphrase.text()
+        if not path or not passphrase:
+            return
+        try:
+            identity = Identity.from_pkcs12(path, passphrase)
+        except ConsoleError:
+            self.certificate.setText("")
+            return
+        self.certificate.setText(describe_identity(identity))
 
     def _fail(self, exc: BaseException) -> None:
         self.message.setText(explain(exc).text)
@@ -159,7 +167,6 @@ class SignInDialog(QDialog):
         try:
             identity = Identity.from_pkcs12(self.identity_file.text().strip(),
                                             self.passphrase.text())
-            self._identity = identity
             self.certificate.setText(describe_identity(identity))
             client = Client.connect(self.proxy.text().strip(), identity,
                                     self.ca_file.text().strip() or None, clock=self._clock,

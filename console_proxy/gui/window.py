@@ -8,7 +8,7 @@ notification where the desktop has a system tray, else the banner.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QIcon
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -138,6 +138,11 @@ class MainWindow(QMainWindow):
         self.worker.status.connect(self.events.set_status, Qt.ConnectionType.QueuedConnection)
         self.worker.failed.connect(self.events.set_failed, Qt.ConnectionType.QueuedConnection)
         self.events.alert.connect(self._alert)
+        # New commands may be approvals being carried out: look again, at most once a second.
+        self._approvals_later = QTimer(self)
+        self._approvals_later.setSingleShot(True)
+        self._approvals_later.setInterval(1000)
+        self._approvals_later.timeout.connect(self.approvals.refresh)
 
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -185,6 +190,9 @@ class MainWindow(QMainWindow):
     def _event(self, event: Event) -> None:
         self.events.add(event)
         self.device.on_event(event)
+        if (event.event == "command" and not event.data.get("from")
+                and not self._approvals_later.isActive()):
+            self._approvals_later.start()
 
     def _alert(self, event: Event) -> None:
         data = event.data
@@ -208,6 +216,7 @@ class MainWindow(QMainWindow):
             return
         self._closed = True
         self.tasks.close()
+        self._approvals_later.stop()
         self.fanouts.stop()
         self.worker.stop()
         self.session.close()

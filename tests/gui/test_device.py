@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from pytestqt.qtbot import QtBot
@@ -60,3 +61,27 @@ def test_an_unknown_device_says_so(gui: Gui, qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: "unknown device 1234567" in window.device.status.text(),
                     timeout=10000)
     assert "no device has this IMEI, IMSI or phone number" in window.device.status.text()
+
+
+def test_a_history_arriving_after_the_timeline_was_refilled_goes_to_the_new_rows(
+        gui: Gui, qtbot: QtBot, fake_api: FakeApi) -> None:
+    window = gui.window(live=False)
+    view = window.device
+    client = window.session.client
+    release = threading.Event()
+    original = client.get_command
+
+    def slow_get_command(command_id: Any) -> Any:
+        release.wait(10)
+        return original(command_id)
+
+    client.get_command = slow_get_command  # type: ignore[method-assign]
+    window.open_device("356938035643809")
+    qtbot.waitUntil(lambda: view.commands.topLevelItemCount() == 1, timeout=10000)
+    view.load_commands()  # a live event refills the timeline while the history is fetched
+    qtbot.waitUntil(lambda: len(fake_api.of("GET", "/v1/commands")) == 2, timeout=10000)
+    qtbot.waitUntil(lambda: not window.tasks.running or window.tasks.running == 2,
+                    timeout=10000)  # only the two held history fetches are left
+    release.set()
+    qtbot.waitUntil(lambda: view.timeline() == [("#42 lock done", [
+        "- → queued", "queued → sent", "sent → done"])], timeout=10000)

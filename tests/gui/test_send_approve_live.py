@@ -79,8 +79,9 @@ def test_lock_a_group_with_confirmation_then_a_second_admin_approves_and_the_ack
     assert [r.admin for r in fake_api.of("POST", "/v1/approvals/ap1/approve")] == ["bob"]
     bar = bob.fanouts.bars[9]
     qtbot.waitUntil(lambda: bar.value() == 8, timeout=10000)
-    assert (bar.maximum(), bar.format().split(" (")[0]) == (10, "8 of 10 ended — 7 done, "
-                                                              "1 failed")
+    assert (bar.maximum(), bar.format()) == (10, "8 of 10 ended")
+    assert bob.fanouts.details[9].text() == ("7 done, 1 failed — now 1 delivered, 6 done, "
+                                             "1 failed, 2 queued")
 
     fake_api.add_event("c1", "command", ACK)
     expected = ("2026-05-01T10:00:05+00:00  command 42  lock  device 356938035643809  "
@@ -162,3 +163,20 @@ def test_the_event_stream_resumes_after_the_connection_drops(
     streams = fake_api.of("GET", "/v1/events")
     assert len(streams) == 2 and streams[1].headers.get("last-event-id") == "c1"
     assert window.worker.last_event_id == "c2"
+
+
+def test_the_inbox_looks_again_when_new_commands_appear_live(
+        gui: Gui, qtbot: QtBot, fake_api: FakeApi) -> None:
+    alice = gui.window("alice", "admin")
+    live(alice, qtbot)
+    alice.send.choose("wipe", device="356938035643809")
+    alice.send.send_button.click()
+    box = alice.send.confirmation
+    assert box is not None
+    box.button(box.StandardButton.Yes).click()
+    tab = alice.tabs.indexOf(alice.approvals)
+    qtbot.waitUntil(lambda: alice.tabs.tabText(tab) == "Approvals (1)", timeout=10000)
+    fake_api.approvals["ap1"]["status"] = "approved"  # another admin approved it
+    fake_api.add_event("c1", "command", {**ACK, "from": None, "to": "queued",
+                                         "event": "queued", "opcode": "wipe"})
+    qtbot.waitUntil(lambda: alice.tabs.tabText(tab) == "Approvals", timeout=10000)

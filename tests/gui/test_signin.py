@@ -36,6 +36,17 @@ def test_sign_in_shows_the_certificate_and_the_admin_as_the_proxy_sees_them(
     assert proxy.url in window.who.text()
 
 
+def test_the_certificate_is_shown_as_soon_as_the_identity_opens(
+        gui: Gui, proxy: FakeProxy) -> None:
+    dialog = gui.dialog("bob", "operator")
+    dialog.preview()
+    assert dialog.certificate.text().startswith("bob — role operator — Test Fleet — expires ")
+    assert proxy.api.requests == []  # nothing asked of the proxy yet
+    dialog.passphrase.setText("wrong")
+    dialog.preview()
+    assert dialog.certificate.text() == ""
+
+
 def test_a_wrong_passphrase_is_a_clear_message(gui: Gui, qtbot: QtBot) -> None:
     text = refused(gui, qtbot, passphrase="not it")
     assert "wrong passphrase, or not a PKCS#12 file" in text
