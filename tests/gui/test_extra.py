@@ -68,3 +68,26 @@ def test_mdm_console_lists_the_gui_command(capsys: pytest.CaptureFixture[str]) -
     term = Terminal(io.StringIO(), io.StringIO(), io.StringIO(), interactive=False)
     assert main(["--help"], terminal=term) == 0
     assert "the desktop console (install mepl[console])" in capsys.readouterr().out
+
+
+def test_gui_fills_the_sign_in_dialog_from_the_settings_and_the_passphrase_variable(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, qapp: object) -> None:
+    from PySide6.QtWidgets import QDialog
+
+    from console_proxy.gui.signin import SignInDialog
+
+    shown: list[tuple[str, str, str, str]] = []
+
+    def exec_(dialog: SignInDialog) -> int:
+        shown.append((dialog.proxy.text(), dialog.identity_file.text(), dialog.ca_file.text(),
+                      dialog.passphrase.text()))
+        return QDialog.DialogCode.Rejected.value
+
+    monkeypatch.setattr(SignInDialog, "exec", exec_)
+    term = Terminal(io.StringIO(), io.StringIO(), io.StringIO(), interactive=False)
+    code = main(["gui", "--proxy", "https://proxy:8443", "--identity", "/id/alice.p12",
+                 "--ca", "/id/ca.pem"], terminal=term,
+                env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path),
+                     "MDM_CONSOLE_PASSPHRASE": "s3cret"})
+    assert code == Exit.OK  # cancelled sign-in: nothing to do
+    assert shown == [("https://proxy:8443", "/id/alice.p12", "/id/ca.pem", "s3cret")]
