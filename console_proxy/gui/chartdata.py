@@ -8,12 +8,15 @@ recent alerts); plain Python, no Qt, so it is tested on its own.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from console_proxy.client import Client
-from console_proxy.client.models import Alert, Command
+from console_proxy.client.models import Alert, Command, Page
+
+T = TypeVar("T")
 
 STATES = ("queued", "sending", "sent", "delivered", "done", "refused", "failed", "expired",
           "cancelled")
@@ -109,30 +112,29 @@ def alerts_per_day(alerts: Iterable[Alert]) -> Stacked:
                   if (t := _time(a.at)) is not None)
 
 
+def _collect(list_page: Callable[..., Page[T]], maximum: int) -> list[T]:
+    """Up to ``maximum`` items of a list route, page after page (at most 500 a page)."""
+    items: list[T] = []
+    after: str | None = None
+    while len(items) < maximum:
+        page = list_page(limit=min(500, maximum - len(items)), after=after)
+        items.extend(page.items)
+        if page.next is None:
+            break
+        after = page.next
+    return items
+
+
 def gather(client: Client, *, max_commands: int = 1000, max_alerts: int = 1000,
            latency_sample: int = 40) -> ChartData:
     """Fetch recent commands, the histories of the newest ended ones, and recent alerts.
 
     Blocking: run it on a worker thread.
     """
-    commands: list[Command] = []
-    after: str | None = None
-    while len(commands) < max_commands:
-        page = client.list_commands(limit=min(500, max_commands - len(commands)), after=after)
-        commands.extend(page.items)
-        if page.next is None:
-            break
-        after = page.next
+    commands = _collect(client.list_commands, max_commands)
     ended = [c for c in commands if c.state in _ARRIVED][:latency_sample]
     latencies = [s for c in ended
                  if (s := delivery_latency(client.get_command(c.id))) is not None]
-    alerts: list[Alert] = []
-    after = None
-    while len(alerts) < max_alerts:
-        alert_page = client.list_alerts(limit=min(500, max_alerts - len(alerts)), after=after)
-        alerts.extend(alert_page.items)
-        if alert_page.next is None:
-            break
-        after = alert_page.next
+    alerts = _collect(client.list_alerts, max_alerts)
     return ChartData(commands_by_state(commands), latency_histogram(latencies),
                      alerts_per_day(alerts), len(commands), len(latencies), len(alerts))

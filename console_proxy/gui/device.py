@@ -143,18 +143,10 @@ class DeviceView(QWidget):
         left.addWidget(self._boxed("Identity history", self.identity))
         left.addWidget(self._boxed("Command timeline", self.commands))
         right = QSplitter(Qt.Orientation.Vertical)
-        messages = QWidget()
-        mlayout = QVBoxLayout(messages)
-        mlayout.setContentsMargins(0, 0, 0, 0)
-        mlayout.addWidget(self.message_table)
-        mlayout.addWidget(self.more_messages, 0, Qt.AlignmentFlag.AlignRight)
-        right.addWidget(self._boxed("Messages both ways, decoded", messages))
-        detail = QWidget()
-        dlayout = QVBoxLayout(detail)
-        dlayout.setContentsMargins(0, 0, 0, 0)
-        dlayout.addWidget(self.decoded)
-        dlayout.addWidget(self.raw_button, 0, Qt.AlignmentFlag.AlignRight)
-        right.addWidget(self._boxed("Message", detail))
+        right.addWidget(self._boxed("Messages both ways, decoded",
+                                    self._with_button(self.message_table, self.more_messages)))
+        right.addWidget(self._boxed("Message", self._with_button(self.decoded,
+                                                                 self.raw_button)))
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(left)
         body.addWidget(right)
@@ -164,6 +156,15 @@ class DeviceView(QWidget):
         layout.addWidget(self.fields)
         layout.addWidget(self.status)
         layout.addWidget(body, 1)
+
+    @staticmethod
+    def _with_button(widget: QWidget, button: QPushButton) -> QWidget:
+        both = QWidget()
+        layout = QVBoxLayout(both)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(widget)
+        layout.addWidget(button, 0, Qt.AlignmentFlag.AlignRight)
+        return both
 
     @staticmethod
     def _boxed(title: str, widget: QWidget) -> QGroupBox:

@@ -22,6 +22,9 @@ from console_proxy.client import (
     Unauthenticated,
     UpstreamUnavailable,
 )
+
+# The CLI's words, so that both consoles say the same thing.
+from console_proxy.console.main import _target_text as target_text
 from console_proxy.console.main import event_line
 from console_proxy.console.output import cell, short_time
 
@@ -90,15 +93,6 @@ def explain(exc: BaseException, *, role: str = "?", action: str = "do this",
     if isinstance(exc, ConnectionProblem):
         return Explained("No connection", exc.message, exc.hint)
     return Explained("Error", exc.message, exc.hint)
-
-
-def target_text(target: Mapping[str, Any]) -> str:
-    """``device X``, ``every device of group G`` or ``the whole fleet``."""
-    if "device" in target:
-        return f"device {target['device']}"
-    if "group" in target:
-        return f"every device of group {target['group']}"
-    return "the whole fleet"
 
 
 def request_text(request: Mapping[str, Any]) -> str:

@@ -18,6 +18,16 @@ def live(window: MainWindow, qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: window.events.state.text() == "live events: live", timeout=10000)
 
 
+def confirm_yes(window: MainWindow, qtbot: QtBot, question: str) -> None:
+    """Answer yes to the confirmation ``question`` and wait for the pending approval."""
+    box = window.send.confirmation
+    assert box is not None and box.isVisible()
+    assert box.text() == question
+    box.button(box.StandardButton.Yes).click()
+    qtbot.waitUntil(lambda: window.send.result.text().startswith("pending approval ap1"),
+                    timeout=10000)
+
+
 def test_a_lock_to_one_device_is_sent_without_a_question(
         gui: Gui, qtbot: QtBot, fake_api: FakeApi) -> None:
     window = gui.window("olga", "operator", live=False)
@@ -51,13 +61,8 @@ def test_lock_a_group_with_confirmation_then_a_second_admin_approves_and_the_ack
     live(alice, qtbot)
     alice.send.choose("lock", group="north")
     alice.send.send_button.click()
-    box = alice.send.confirmation
-    assert box is not None and box.isVisible()
-    assert box.text() == "lock every device of group north. Send it?"
     assert fake_api.of("POST", "/v1/commands") == []  # nothing before the answer
-    box.button(box.StandardButton.Yes).click()
-    qtbot.waitUntil(lambda: alice.send.result.text().startswith("pending approval ap1"),
-                    timeout=10000)
+    confirm_yes(alice, qtbot, "lock every device of group north. Send it?")
     assert alice.send.result.text() == (
         "pending approval ap1, a second admin must approve (command.lock.group); it expires "
         "at 2026-05-01T11:00:00+00:00\nanother admin approves it in the Approvals tab")
@@ -95,11 +100,7 @@ def test_the_requester_may_not_approve_their_own_request(
     alice = gui.window("alice", "admin", live=False)
     alice.send.choose("wipe", device="356938035643809")
     alice.send.send_button.click()
-    box = alice.send.confirmation
-    assert box is not None and box.text() == "wipe erases device 356938035643809. Send it?"
-    box.button(box.StandardButton.Yes).click()
-    qtbot.waitUntil(lambda: alice.send.result.text().startswith("pending approval ap1"),
-                    timeout=10000)
+    confirm_yes(alice, qtbot, "wipe erases device 356938035643809. Send it?")
     inbox = alice.approvals
     qtbot.waitUntil(lambda: inbox.select("ap1"), timeout=10000)
     inbox.approve_button.click()
@@ -171,9 +172,7 @@ def test_the_inbox_looks_again_when_new_commands_appear_live(
     live(alice, qtbot)
     alice.send.choose("wipe", device="356938035643809")
     alice.send.send_button.click()
-    box = alice.send.confirmation
-    assert box is not None
-    box.button(box.StandardButton.Yes).click()
+    confirm_yes(alice, qtbot, "wipe erases device 356938035643809. Send it?")
     tab = alice.tabs.indexOf(alice.approvals)
     qtbot.waitUntil(lambda: alice.tabs.tabText(tab) == "Approvals (1)", timeout=10000)
     fake_api.approvals["ap1"]["status"] = "approved"  # another admin approved it
