@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import json
 import os
 import sys
@@ -530,6 +531,22 @@ def cmd_watch(ctx: Context) -> int:
     return Exit.OK
 
 
+def cmd_gui(ctx: Context) -> int:
+    """``gui``: the desktop console (needs the optional extra ``mepl[console]``, PySide6)."""
+    try:
+        app = importlib.import_module("console_proxy.gui.app")
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in ("PySide6", "shiboken6"):
+            raise
+        raise UsageError("the desktop console needs PySide6 (Qt for Python), which is not "
+                         "installed", "install mepl[console]: pip install 'mepl[console]'"
+                         ) from None
+    passphrase = None
+    if ctx.settings.passphrase_file or PASSPHRASE_ENV in ctx.env:
+        passphrase = _passphrase(ctx.settings, ctx.env, ctx.term, "")
+    return int(app.run(ctx.settings, passphrase))
+
+
 def _stream_status(ctx: Context, state: str, detail: str) -> None:
     if state in ("disconnected", "reconnecting") and not ctx.json:
         print(f"mdm-console: event stream {state}: {detail}", file=ctx.term.stderr, flush=True)
@@ -673,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--last-event-id", metavar="ID",
                        help="resume after this event id (printed when you stop)")
     watch.add_argument("--count", type=int, metavar="N", help="stop after N events")
+
+    add(sub, "gui", cmd_gui, "the desktop console (install mepl[console]); the sign-in "
+        "dialog is filled in from --proxy, --identity and --ca")
 
     audit = add(sub, "audit", cmd_audit, "the audit trail (admins)")
     audit.add_argument("--actor", metavar="NAME")
