@@ -97,8 +97,10 @@ def _stored_once(engine: Engine, expect: Expect) -> tuple[bool, str]:
     dupes = _rows(engine, "SELECT link, external_id, count(*) FROM messages WHERE "
                           "direction = 'in' AND external_id IS NOT NULL "
                           "GROUP BY link, external_id HAVING count(*) > 1")
-    stored = {e for (e,) in _rows(engine, "SELECT external_id FROM messages WHERE "
-                                          "direction = 'in' AND external_id IS NOT NULL")}
+    # external_id is "<callback kind>:<the gateway's id>" (mepl.http_store).
+    stored = {e.split(":", 1)[-1] for (e,) in _rows(
+        engine, "SELECT external_id FROM messages WHERE direction = 'in' "
+                "AND external_id IS NOT NULL")}
     missing = expect.callbacks_acknowledged - stored
     ok = ok and not dupes and not missing
     details.append(f"HTTP: {len(stored)} gateway ids stored, {len(dupes)} stored twice, "

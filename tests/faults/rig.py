@@ -114,7 +114,7 @@ class FaultRig:
         self.url = database_url or migrated_database("faults")
         self.reply_copies = reply_copies
         self.env = {**os.environ, "MEPL_DATABASE_URL": self.url, **(env or {})}
-        self.engine: Engine = create_engine(self.url)
+        self.engine: Engine = create_engine(self.url, pool_pre_ping=True)
         case.addCleanup(self.engine.dispose)
         self.state = Path(tempfile.mkdtemp(prefix="mepl-faults-"))
         case.addCleanup(shutil.rmtree, self.state, True)
