@@ -54,12 +54,13 @@ DISPATCH = {
     "claim_batch": 10,
     "retry_delay_s": 0.5,
     "housekeeping_interval_s": 0.5,
-    "callback_grace_s": 2.0,
-    "stale_claim_s": 2.0,
-    "resend_after_s": 4.0,
+    "callback_grace_s": 1.5,
+    "stale_claim_s": 1.5,
+    "resend_after_s": 2.5,
     "max_attempts": 30,
 }
-LINK = {"window": 5, "reconnect_min": 0.2, "reconnect_max": 1.0, "response_timeout": 3.0}
+LINK = {"window": 5, "reconnect_min": 0.2, "reconnect_max": 1.0, "response_timeout": 3.0,
+        "throttle_pause_max": 1.0}
 
 
 @dataclass(frozen=True)
@@ -239,11 +240,11 @@ class FaultRig:
 
     @inlineCallbacks
     def settle(self, timeout: float = 90.0) -> Any:
-        """Wait until :meth:`settled` holds twice, half a second apart."""
+        """Wait until :meth:`settled` holds twice, 0.3 s apart."""
         while True:
             yield self.wait_for(self.settled, "every command final and the queue drained",
                                 timeout=timeout)
-            yield deferLater(reactor, 0.5, lambda: None)
+            yield deferLater(reactor, 0.3, lambda: None)
             if self.settled():
                 return
 

@@ -21,7 +21,7 @@ from tests.faults.rig import FaultRig, Scale
 
 class KillNineTests(TestCase):
     timeout = 300
-    scale = Scale("quick", devices=30, faults=3)
+    scale = Scale("quick", devices=20, faults=3)
 
     @inlineCallbacks
     def test_kill_9_mid_fan_out_loses_nothing_and_executes_nothing_twice(self) -> Any:

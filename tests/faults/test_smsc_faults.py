@@ -28,8 +28,7 @@ from twisted.trial.unittest import TestCase
 from sms_gateway.smpp.simulator import SimulatorConfig
 from tests.faults.rig import PASSWORD, SYSTEM_ID, FaultRig, Scale
 
-INTERVAL = 1.5
-STORM = 15
+INTERVAL = 1.0
 
 
 def sleep(seconds: float) -> Any:
@@ -38,7 +37,7 @@ def sleep(seconds: float) -> Any:
 
 class SmscFaultTests(TestCase):
     timeout = 300
-    scale = Scale("quick", devices=40, faults=3)
+    scale = Scale("quick", devices=20, faults=3)
 
     @inlineCallbacks
     def run_scenario(self, rig: FaultRig,
@@ -78,16 +77,18 @@ class SmscFaultTests(TestCase):
         rig = FaultRig(self, self.scale.devices, sim=SimulatorConfig(
             system_id=SYSTEM_ID, password=PASSWORD, receipt_delay=0.05, response_delay=0.02))
 
+        storm = max(5, self.scale.devices // 3)  # submits throttled per storm
+
         def inject(rig: FaultRig) -> Generator[Any, Any, None]:
             for n in range(self.scale.faults):
-                rig.sim.throttle_burst(STORM)
+                rig.sim.throttle_burst(storm)
                 if n == 1:
                     rig.fan_out()
-                yield rig.wait_for(lambda: rig.sim.stats["throttled"] >= (n + 1) * STORM,
+                yield rig.wait_for(lambda n=n: rig.sim.stats["throttled"] >= (n + 1) * storm,
                                    "the storm to pass", timeout=60)
 
         yield self.run_scenario(rig, inject)
-        self.assertEqual(rig.sim.stats["throttled"], STORM * self.scale.faults)
+        self.assertEqual(rig.sim.stats["throttled"], storm * self.scale.faults)
         rig.check("throttling storms", self.scale,
                   {"storms": self.scale.faults, "submits throttled": rig.sim.stats["throttled"]})
 
