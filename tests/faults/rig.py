@@ -58,6 +58,7 @@ DISPATCH = {
     "stale_claim_s": 1.5,
     "resend_after_s": 2.5,
     "max_attempts": 30,
+    "receipt_wait_s": 3.0,
 }
 LINK = {"window": 5, "reconnect_min": 0.2, "reconnect_max": 1.0, "response_timeout": 3.0,
         "throttle_pause_max": 1.0}
