@@ -11,7 +11,8 @@ MEPL sees the fleet only through SMPP, exactly like real handsets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -34,7 +35,13 @@ log = Logger()
 
 @dataclass
 class SimulatedDevice:
-    """One handset with its phone number, IMSI and counters of what it saw."""
+    """One handset with its phone number, IMSI and counters of what it saw.
+
+    ``slots`` lists the (server key id, counter) of every command it executed,
+    in order (a repeat answered from its stored reply is a duplicate, not an
+    execution).  While ``offline`` the messages sent to it are lost (counted
+    in ``missed``), as for a handset switched off when the SMSC gives up.
+    """
 
     msisdn: str
     imsi: str
@@ -42,6 +49,9 @@ class SimulatedDevice:
     executed: int = 0
     rejected: int = 0
     duplicates: int = 0
+    slots: list[tuple[int, int]] = field(default_factory=list)
+    offline: bool = False
+    missed: int = 0
 
     @property
     def imei(self) -> str:
@@ -62,14 +72,24 @@ def make_device(bundle: ProvisioningBundle, msisdn: str, imsi: str) -> Simulated
 
 
 class SimulatedFleet:
-    """Connects simulated handsets to an :class:`SmscSimulator`."""
+    """Connects simulated handsets to an :class:`SmscSimulator`.
+
+    ``reply_copies`` > 1 makes every handset send each reply that many times
+    (as a handset that resends when it sees no acknowledgement).  Replies and
+    alerts go back through the SMSC as deliver_sm, or through ``uplink``
+    (``uplink(sender, frame)``, an HTTP gateway stand-in, say) when it is set.
+    """
 
     def __init__(self, simulator: SmscSimulator, clock: Clock, server_number: str, *,
-                 reply_delay: float = 0.01) -> None:
+                 reply_delay: float = 0.01, reply_copies: int = 1) -> None:
+        if reply_copies < 1:
+            raise ValueError("a handset sends each reply at least once")
         self.simulator = simulator
         self.clock = clock
         self.server_number = server_number
         self.reply_delay = reply_delay
+        self.reply_copies = reply_copies
+        self.uplink: Callable[[str, bytes], Deferred[Any]] | None = None
         self.devices: dict[str, SimulatedDevice] = {}
         self._parts: dict[tuple[str, int], dict[int, bytes]] = {}
         simulator.add_submit_observer(self._on_submit)
@@ -79,7 +99,7 @@ class SimulatedFleet:
         self.devices[device.msisdn] = device
 
     def raise_alert(self, msisdn: str, alert_name: str, /, *, new_msisdn: str | None = None,
-                    **args: Any) -> Deferred[int]:
+                    **args: Any) -> Deferred[Any]:
         """Have the device at ``msisdn`` send a signed alert (from ``new_msisdn`` if given:
         a swapped SIM arrives from a number the server does not know yet)."""
         device = self.devices[msisdn]
@@ -90,7 +110,9 @@ class SimulatedFleet:
             self.devices[new_msisdn] = device
         return self._send(device.msisdn, frame)
 
-    def _send(self, sender: str, frame: bytes) -> Deferred[int]:
+    def _send(self, sender: str, frame: bytes) -> Deferred[Any]:
+        if self.uplink is not None:
+            return self.uplink(sender, frame)
         return self.simulator.inject_mo(sender, self.server_number, frame, 0x04,
                                         Udh(dest_port=SERVER_PORT, src_port=DEVICE_PORT))
 
@@ -98,6 +120,9 @@ class SimulatedFleet:
         sm = submitted.sm
         device = self.devices.get("+" + sm.destination_addr.lstrip("+"))
         if device is None:
+            return
+        if device.offline:
+            device.missed += 1
             return
         data = sm.short_message or sm.tlv(TAG_MESSAGE_PAYLOAD) or b""
         frame = data
@@ -135,6 +160,8 @@ class SimulatedFleet:
             device.duplicates += 1
         else:
             device.executed += 1
-        self._send(device.msisdn, outcome.reply_frame).addErrback(
-            lambda f: log.warn("reply from simulated device not delivered: {e}",
-                               e=f.getErrorMessage()))
+            device.slots.append((outcome.frame.key_id, outcome.frame.counter))
+        for _ in range(self.reply_copies):
+            self._send(device.msisdn, outcome.reply_frame).addErrback(
+                lambda f: log.warn("reply from simulated device not delivered: {e}",
+                                   e=f.getErrorMessage()))

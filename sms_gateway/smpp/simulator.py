@@ -5,8 +5,11 @@ receipts after a delay with a configurable outcome mix, lets callers inject
 mobile-originated messages (:meth:`SmscSimulator.inject_mo`), observe
 submits (:meth:`SmscSimulator.add_submit_observer`) and every PDU
 (:meth:`SmscSimulator.add_pdu_observer`), and injects faults:
-throttling above a TPS, disconnects every N submits, dropped or slow
-responses, garbage bytes.  It reuses the sans-I/O session core.
+throttling above a TPS or in bursts (:meth:`SmscSimulator.throttle_burst`),
+disconnects every N submits or on demand, dropped or slow responses,
+duplicated and jittered (reordered) receipts, garbage bytes.  ``stats``
+counts what it did, including every deliver_sm sent and acknowledged.
+It reuses the sans-I/O session core.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class SimulatorConfig:
     response_delay: float = 0.0
     bad_pdu_every: int = 0
     reject_prefixes: tuple[str, ...] = ()
+    receipt_copies: int = 1
+    receipt_jitter: float = 0.0
     window: int = 10
     response_timeout: float = 10.0
     log_pdus: bool = False
@@ -71,6 +76,8 @@ class SimulatorConfig:
             raise ValueError("outcomes need at least one non-negative weight")
         if not 0 <= self.drop_responses <= 1:
             raise ValueError("drop_responses is a probability between 0 and 1")
+        if self.receipt_copies < 1 or self.receipt_jitter < 0:
+            raise ValueError("receipt_copies is at least 1 and receipt_jitter not negative")
 
 
 def parse_outcomes(text: str) -> tuple[tuple[DeliveryStatus, float], ...]:
@@ -154,6 +161,8 @@ class SimConnection:
             proto.session.accept_bind(pdu, cfg.system_id)
 
     def _on_deliver_done(self, event: ResponseReceived | ResponseTimedOut) -> None:
+        ok = isinstance(event, ResponseReceived) and event.pdu.status == codec.ESME_ROK
+        self.sim.stats["deliver_ok" if ok else "deliver_error"] += 1
         d = event.request.context
         if not isinstance(d, Deferred):
             return
@@ -183,6 +192,7 @@ class SimConnection:
         now = self.sim.clock.seconds()
         while self.pending and proto.session.window_free > 0:
             body, d = self.pending.popleft()
+            self.sim.stats["deliver_sm"] += 1
             proto.session.send_request(codec.DELIVER_SM, body, now, d)
 
 
@@ -201,7 +211,10 @@ class SmscSimulator:
         self.pdu_observers: list[Callable[[str, bytes], None]] = []
         self._timers: set[DelayedCall] = set()
         self.stats = {"submit_sm": 0, "accepted": 0, "throttled": 0, "dropped": 0,
-                      "disconnects": 0, "receipts": 0, "mo": 0, "bad_pdus": 0, "rejected": 0}
+                      "disconnects": 0, "receipts": 0, "mo": 0, "bad_pdus": 0, "rejected": 0,
+                      "deliver_sm": 0, "deliver_ok": 0, "deliver_error": 0,
+                      "dropped_binds": 0}
+        self._storm = 0
 
     def factory(self) -> Factory:
         """The server factory to listen with."""
@@ -254,7 +267,8 @@ class SmscSimulator:
             self.stats["bad_pdus"] += 1  # an unknown command the ESME must generic_nack
             proto.session.send_response(BAD_COMMAND_ID, pdu.sequence, 0, b"garbage")
         now = self.clock.seconds()
-        if not self.bucket.try_take(now):
+        if self._storm > 0 or not self.bucket.try_take(now):
+            self._storm = max(self._storm - 1, 0)
             self.stats["throttled"] += 1
             proto.session.send_response(codec.SUBMIT_SM_RESP, pdu.sequence,
                                         codec.ESME_RTHROTTLED, b"\0")
@@ -286,7 +300,9 @@ class SmscSimulator:
             for observer in self.observers:
                 observer(submitted)
         if sm.registered_delivery & 0x03:
-            self._later(cfg.receipt_delay, self._send_receipt, conn, message_id, sm, now)
+            for _ in range(cfg.receipt_copies):
+                delay = cfg.receipt_delay + self.rng.uniform(0, cfg.receipt_jitter)
+                self._later(delay, self._send_receipt, conn, message_id, sm, now)
 
     def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
         def run() -> None:
@@ -374,11 +390,22 @@ class SmscSimulator:
             if conn.proto is not None and conn.proto.transport is not None:
                 cast(Any, conn.proto.transport).write(data)
 
+    def throttle_burst(self, submits: int) -> None:
+        """Answer the next ``submits`` submit_sm with ESME_RTHROTTLED (a throttling storm)."""
+        if submits < 0:
+            raise ValueError("a throttling burst is a non-negative number of submits")
+        self._storm += submits
+
     def disconnect_all(self) -> None:
-        """Drop every connection at once (no unbind)."""
+        """Drop every connection at once (no unbind); counted in ``stats["dropped_binds"]``."""
         for conn in list(self.connections):
             if conn.proto is not None:
+                self.stats["dropped_binds"] += 1
                 conn.proto.abort()
+
+    def pending(self) -> int:
+        """Receipts and responses scheduled plus deliver_sm queued: 0 when it is idle."""
+        return len(self._timers) + sum(len(c.pending) for c in self.connections)
 
     def bound_count(self) -> int:
         """How many ESMEs are bound now."""
