@@ -28,7 +28,7 @@ with instrumented(__name__ == "__main__"):
     from prometheus_client import CollectorRegistry
     from twisted.internet.defer import Deferred, succeed
 
-    from mepl.runtime.inbound_worker import part_row
+    from mepl.runtime.inbound_rows import part_row
     from sms_gateway.events import DeliveryReceipt, InboundMessage
     from sms_gateway.http import (
         CallbackHandler,

@@ -26,7 +26,7 @@ from fuzz._common import Reader, expect, instrumented, run
 with instrumented(__name__ == "__main__"):
     from blobstore.messages import StoredMessage
     from mepl.app.decode import decode_message
-    from mepl.runtime.inbound_worker import _frame_of
+    from mepl.runtime.inbound_rows import frame_of as _frame_of
     from signing.alerts import make_alert
     from signing.commands import ReplyStatus, make_command
     from signing.counters import CounterWindow

@@ -27,7 +27,7 @@ from fuzz._common import Reader, expect, instrumented, run
 
 with instrumented(__name__ == "__main__"):
     from blobstore.messages import NewMessage
-    from mepl.runtime.inbound_worker import part_row, receipt_row
+    from mepl.runtime.inbound_rows import part_row, receipt_row
     from sms_gateway.errors import UdhError
     from sms_gateway.events import DeliveryReceipt, InboundMessage
     from sms_gateway.reassembly import Reassembler, add_inbound

@@ -10,7 +10,7 @@ import pytest
 from blobstore.identity import IdentityError, lookup_candidates, parse_msisdn
 from blobstore.importer import ImportFormatError, RowError, parse_csv
 from mepl.config import ConfigError, load_toml
-from mepl.runtime.inbound_worker import part_row
+from mepl.runtime.inbound_rows import part_row
 from mepl.settings import load_settings
 from sms_gateway.errors import UdhError
 from sms_gateway.smpp import codec
