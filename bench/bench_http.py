@@ -150,6 +150,8 @@ def main() -> int:
                         help="server processes sharing the port with SO_REUSEPORT")
     parser.add_argument("--switch-interval", type=float, default=0.0,
                         help="sys.setswitchinterval for the server (0: Python's default)")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="write every run's figures and the medians here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
@@ -212,6 +214,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         load(0, args.warmup)
         rates: list[float] = []
         p99s: list[float] = []
+        runs: list[dict[str, object]] = []
         cpu_us: list[float] = []
         print(f"store={args.store} requests/run={args.requests} "
               f"connections={args.connections} server_procs={args.server_procs} "
@@ -223,6 +226,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             cpu_us.append((server_cpu() - cpu_before) / args.requests * 1e6)
             rates.append(float(r["rate"]))  # type: ignore[arg-type]
             p99s.append(float(r["p99_ms"]))  # type: ignore[arg-type]
+            runs.append({**r, "server_cpu_us": cpu_us[-1]})
             print(f"run {run}: {r['rate']:.0f} callbacks/s  p50 {r['p50_ms']:.1f} ms  "
                   f"p99 {r['p99_ms']:.1f} ms  server CPU {cpu_us[-1]:.0f} us/callback  "
                   f"statuses {r['statuses']}")
@@ -244,6 +248,13 @@ def orchestrate(args: argparse.Namespace) -> int:
         if committed is not None:
             expected = args.warmup + args.runs * args.requests
             print(f"rows committed: {committed} (expected {expected})")
+        if args.json is not None:
+            args.json.write_text(json.dumps({
+                "options": {k: (str(v) if isinstance(v, Path) else v)
+                            for k, v in vars(args).items()},
+                "runs": runs, "median_rate": median, "target": TARGET,
+                "rows_committed": committed,
+                "rows_expected": args.warmup + args.runs * args.requests}, indent=1))
     finally:
         for server in servers:
             server.terminate()
