@@ -132,6 +132,12 @@ def save(widget: QWidget, out: Path, name: str) -> Path:
     return path
 
 
+def _passphrase(path: str | None) -> str:
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    return os.environ.get("MDM_CONSOLE_PASSPHRASE", "")
+
+
 def sign_in(out: Path | None, proxy: str, identity: str, ca: str, passphrase: str) -> Session:
     dialog = SignInDialog(now, proxy=proxy, identity=identity, ca=ca, passphrase=passphrase)
     dialog.show()
@@ -217,7 +223,7 @@ def tour(out: Path, first: Session, second: Session | None, *, device: str | Non
                                       "at": "2026-05-01T10:01:00+00:00",
                                       "details": {"old_imsi": "234150888888888"}})
         wait_until(lambda: alice.events.list.count() >= 4)
-    if send and 9 not in alice.fanouts.bars:
+    if send and api is not None and 9 not in alice.fanouts.bars:  # the stand-in's fan-out
         alice.fanouts.track(9, f"lock to every device of group {group}")
     alice.tabs.setCurrentWidget(alice.events)
     wait_until(lambda: all(bar.format() != "…" for bar in alice.fanouts.bars.values()))
@@ -267,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--identity", help="the first admin's PKCS#12 identity")
     parser.add_argument("--second-identity", help="a second admin's, for the approvals view")
     parser.add_argument("--ca", help="the deployment's CA certificate")
+    parser.add_argument("--passphrase-file", help="the first identity's passphrase "
+                        "(default: $MDM_CONSOLE_PASSPHRASE)")
+    parser.add_argument("--second-passphrase-file",
+                        help="the second identity's (default: the first's)")
     parser.add_argument("--device", help="the device to show (default: the first listed)")
     parser.add_argument("--send", action="store_true",
                         help="send the group lock (it waits for approval) and approve it")
@@ -279,9 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.identity and args.ca):
         parser.error("--proxy needs --identity and --ca")
-    passphrase = os.environ.get("MDM_CONSOLE_PASSPHRASE", "")
+    passphrase = _passphrase(args.passphrase_file)
     first = sign_in(args.out, args.proxy, args.identity, args.ca, passphrase)
-    second = (sign_in(None, args.proxy, args.second_identity, args.ca, passphrase)
+    second_passphrase = _passphrase(args.second_passphrase_file) if (
+        args.second_passphrase_file) else passphrase
+    second = (sign_in(None, args.proxy, args.second_identity, args.ca, second_passphrase)
               if args.second_identity else None)
     tour(args.out, first, second, device=args.device, send=args.send, api=None)
     return 0
