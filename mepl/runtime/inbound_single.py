@@ -117,11 +117,7 @@ class OneByOne:
         except Exception as exc:  # one bad item never stops the others
             yield self._failed(entry, exc)
             return None
-        self.counts[f"inbound_{outcome.outcome}"] += 1
-        if outcome.outcome == "retry":
-            yield self._control.run_interaction(
-                "requeue_inbound", requeue_txn, entry.id, available_at=self._now(),
-                error=outcome.detail)
+        yield self._counted(entry, outcome)
         return None
 
     @inlineCallbacks

@@ -3,7 +3,6 @@ the state gauges, and the plans of their statements (an index, never a Seq Scan)
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,7 +21,7 @@ from mepl.metrics import (
     transaction_label,
 )
 from tests.mepl.helpers import World
-from tests.mepl.test_query_plans import _seq_scans
+from tests.mepl.test_query_plans import seq_scan_offenders
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -117,19 +116,7 @@ class StateGaugeTests(SynchronousTestCase):
         w.run(operational_counts_txn)
         event.remove(w.engine, "before_cursor_execute", capture)
         self.assertEqual(len(captured), 4)  # commands, then one per inbound state
-        offenders = []
-        with w.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            with raw.cursor() as cursor:
-                cursor.execute("SET enable_seqscan = off")
-                for statement, parameters in captured:
-                    cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-                    plan = cursor.fetchone()[0]
-                    plan = json.loads(plan) if isinstance(plan, str) else plan
-                    if _seq_scans(plan):
-                        offenders.append(" ".join(statement.split())[:200])
-                raw.rollback()
+        offenders = seq_scan_offenders(w.engine, captured)
         self.assertEqual(offenders, [])
 
 

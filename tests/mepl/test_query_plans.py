@@ -42,6 +42,27 @@ def _seq_scans(plan: Any) -> list[str]:
     return found
 
 
+def seq_scan_offenders(engine: Any,
+                       captured: list[tuple[str, Any]]) -> list[tuple[list[str], str]]:
+    """EXPLAIN each captured statement with sequential scans discouraged; return the
+    big tables each one still scans sequentially, with the statement's start."""
+    offenders = []
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")
+            for statement, parameters in captured:
+                cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+                plan = cursor.fetchone()[0]
+                plan = json.loads(plan) if isinstance(plan, str) else plan
+                scans = _seq_scans(plan)
+                if scans:
+                    offenders.append((scans, " ".join(statement.split())[:300]))
+            raw.rollback()
+    return offenders
+
+
 class QueryPlanTests(SynchronousTestCase):
     def test_no_hot_statement_needs_a_sequential_scan_of_a_big_table(self) -> None:
         w = World.create()
@@ -59,20 +80,7 @@ class QueryPlanTests(SynchronousTestCase):
         self._run_both_flows(w, devices)
         event.remove(w.engine, "before_cursor_execute", capture)
         self.assertGreater(len(captured), 30)
-        offenders = []
-        with w.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            with raw.cursor() as cursor:
-                cursor.execute("SET enable_seqscan = off")
-                for statement, parameters in captured:
-                    cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-                    plan = cursor.fetchone()[0]
-                    plan = json.loads(plan) if isinstance(plan, str) else plan
-                    scans = _seq_scans(plan)
-                    if scans:
-                        offenders.append((scans, " ".join(statement.split())[:300]))
-                raw.rollback()
+        offenders = seq_scan_offenders(w.engine, captured)
         self.assertEqual(offenders, [])
 
     def _run_both_flows(self, w: World, devices: list[Any]) -> None:
