@@ -269,7 +269,20 @@ def machine_facts(database_url: str | None) -> dict[str, Any]:
             "python": platform.python_version(), "platform": platform.platform(),
             "postgresql": postgresql_version(database_url),
             "database": "external (--database-url)" if database_url else "embedded (pgserver)",
-            "load_at_start": list(os.getloadavg())}
+            "load_at_start": list(os.getloadavg()), "commit": source_commit()}
+
+
+def source_commit() -> str:
+    """The git commit the report measures (with ``+dirty`` if the tree has edits)."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no"], check=True, capture_output=True,
+                               text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 # ------------------------------------------------------------------ figures
@@ -646,7 +659,8 @@ def write_readme(report: Mapping[str, Any], out: Path) -> None:
         "```",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['ram_gb']} GB RAM; Python "
-        f"{m['python']}; PostgreSQL {m['postgresql']}, {m['database']}; {m['platform']}.",
+        f"{m['python']}; PostgreSQL {m['postgresql']}, {m['database']}; {m['platform']}. "
+        f"Source: commit {m.get('commit', 'unknown')}.",
         "What each figure and chart measures: docs/benchmarks.md, \"The benchmark report\".",
         "",
         "## Figures",
