@@ -1,9 +1,10 @@
 """The message store: every SMS, PDU and callback, raw bytes kept as a BLOB.
 
 The store computes each row's SHA-256 itself.  A gateway's own message id
-goes in ``external_id``; (direction, link, external_id) is unique, so a
-gateway retrying a callback is detected with :func:`insert_unique_message_txn`
-instead of being processed twice.
+goes in ``external_id``; (direction, link, external_id) is unique (in
+``message_keys``: ``messages`` is partitioned by month and cannot hold that
+index), so a gateway retrying a callback is detected with
+:func:`insert_unique_message_txn` instead of being processed twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, cast, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from blobstore.copy import NULL, bytea_cell, copy_from_text, text_cell
 from blobstore.schema import CHANNELS, DIRECTIONS, messages
@@ -188,32 +188,34 @@ def insert_messages_txn(conn: Connection, batch: Sequence[NewMessage]) -> list[i
     return ids
 
 
+_CLAIM_KEY = text(
+    "INSERT INTO message_keys (direction, link, external_id, message_id, created_at) "
+    "VALUES (:direction, :link, :external_id, nextval('messages_id_seq'), "
+    "coalesce(CAST(:created_at AS timestamptz), now())) "
+    "ON CONFLICT DO NOTHING RETURNING message_id")
+_KNOWN_KEY = text(
+    "SELECT message_id FROM message_keys "
+    "WHERE direction = :direction AND link = :link AND external_id = :external_id")
+
+
 def insert_unique_message_txn(conn: Connection, message: NewMessage) -> tuple[int, bool]:
     """Store a message unless its (direction, link, external_id) is already stored.
 
     Returns ``(id, duplicate)``: the new row's id and False, or the id of the
     row already stored and True.  Without ``external_id`` it always inserts.
+    The key is claimed in ``message_keys`` (a missing link counts as ``''``);
+    a concurrent transaction claiming the same key makes this one wait for it.
     """
     if message.external_id is None:
         return insert_message_txn(conn, message), False
-    new_id = conn.execute(
-        pg_insert(messages).values(message.row())
-        .on_conflict_do_nothing(
-            index_elements=["direction", "link", "external_id"],
-            index_where=messages.c.external_id.isnot(None),
-        )
-        .returning(messages.c.id)
-    ).scalar()
-    if new_id is not None:
-        return int(new_id), False
-    existing = conn.execute(
-        select(messages.c.id).where(
-            messages.c.direction == message.direction,
-            messages.c.link.is_not_distinct_from(message.link),
-            messages.c.external_id == message.external_id,
-        )
-    ).scalar_one()
-    return int(existing), True
+    key = {"direction": message.direction, "link": message.link or "",
+           "external_id": message.external_id}
+    # The key is dated as its message, so it goes with the message's partition.
+    new_id = conn.execute(_CLAIM_KEY, {**key, "created_at": message.created_at}).scalar()
+    if new_id is None:
+        return int(conn.execute(_KNOWN_KEY, key).scalar_one()), True
+    conn.execute(messages.insert().values({**message.row(), "id": int(new_id)}))
+    return int(new_id), False
 
 
 def set_smsc_message_id_txn(conn: Connection, message_id: int, smsc_message_id: str) -> None:

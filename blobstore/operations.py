@@ -29,13 +29,27 @@ INBOUND_BY_STATE = text(
 )
 
 
+# The default partition should stay empty; counting stops at a bound so a
+# default partition that filled up is never scanned whole every few seconds.
+DEFAULT_PARTITION_ROWS = text(
+    "SELECT count(*) FROM (SELECT 1 FROM messages_part_default LIMIT 100000) AS d")
+PARTITIONS_AHEAD = text(
+    "SELECT (extract(year FROM top) - extract(year FROM cur)) * 12 "
+    "+ extract(month FROM top) - extract(month FROM cur) - 1 "
+    "FROM (SELECT max(upper) AT TIME ZONE 'UTC' AS top, now() AT TIME ZONE 'UTC' AS cur "
+    "FROM message_partitions WHERE NOT is_default) AS m")
+
+
 @dataclass(frozen=True)
 class OperationalCounts:
-    """Commands per state; inbound queue items per state and the age of the oldest (s)."""
+    """Commands per state; inbound queue items per state and the age of the oldest (s);
+    the message partitions' months ahead and the rows in the default partition."""
 
     commands: dict[str, int]
     inbound: dict[str, int]
     inbound_oldest_s: dict[str, float]
+    partition_months_ahead: int = 0
+    default_partition_rows: int = 0
 
 
 def operational_counts_txn(conn: Connection) -> OperationalCounts:
@@ -49,7 +63,10 @@ def operational_counts_txn(conn: Connection) -> OperationalCounts:
         n, age = conn.execute(INBOUND_BY_STATE, {"state": state}).one()
         inbound[state] = int(n)
         oldest[state] = float(age) if age is not None else 0.0
-    return OperationalCounts(commands, inbound, oldest)
+    ahead = conn.execute(PARTITIONS_AHEAD).scalar()
+    strays = conn.execute(DEFAULT_PARTITION_ROWS).scalar_one()
+    return OperationalCounts(commands, inbound, oldest,
+                             int(ahead) if ahead is not None else -1, int(strays))
 
 
 def schema_revision_txn(conn: Connection) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     CHAR,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -48,6 +49,7 @@ INBOUND_KINDS = ("callback", "mo", "dlr")
 IDENTITY_KINDS = ("imsi", "msisdn")
 DIRECTIONS = ("in", "out")
 CHANNELS = ("smpp", "http")
+PARTITION_STATES = ("attached", "archived", "dropped")
 MAX_COUNTER = 2**48 - 1
 
 _NOW = text("now()")
@@ -247,11 +249,18 @@ class Approval(Base):
 
 
 class Message(Base):
-    """Every SMS, PDU or callback sent or received, raw bytes kept as a BLOB."""
+    """Every SMS, PDU or callback sent or received, raw bytes kept as a BLOB.
+
+    Partitioned by month of ``created_at`` (native range partitioning; the
+    partitions are listed in :class:`MessagePartition`), so old months can be
+    archived and dropped whole (``mepl messages archive``).  The primary key
+    therefore includes ``created_at``; ids still come from one sequence and
+    are unique on their own.
+    """
 
     __tablename__ = "messages"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     direction: Mapped[str] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(Text)
@@ -269,7 +278,7 @@ class Message(Base):
     sha256: Mapped[bytes] = mapped_column(LargeBinary)
     error: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
-    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    created_at: Mapped[datetime] = mapped_column(_tz(), primary_key=True, server_default=_NOW)
 
     __table_args__ = (
         CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
@@ -285,10 +294,53 @@ class Message(Base):
             "ix_messages_inbound_parts", "peer", "part_total", "created_at",
             postgresql_where=text("kind = 'mo' AND direction = 'in' AND part_total > 1"),
         ),
-        Index(
-            "uq_messages_direction_link_external_id", "direction", "link", "external_id",
-            unique=True, postgresql_where=text("external_id IS NOT NULL"),
-        ),
+        {"postgresql_partition_by": "RANGE (created_at)"},
+    )
+
+
+class MessageKey(Base):
+    """The gateway ids already stored: (direction, link, external_id) is unique here.
+
+    A partitioned ``messages`` cannot hold a unique index without the
+    partition key, so a retried callback is caught by this small table, in
+    the same transaction that stores the message.  Keys are deleted with
+    the partition that held their messages.
+    """
+
+    __tablename__ = "message_keys"
+
+    direction: Mapped[str] = mapped_column(Text, primary_key=True)
+    link: Mapped[str] = mapped_column(Text, primary_key=True)
+    external_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW, index=True)
+
+
+class MessagePartition(Base):
+    """One partition of ``messages``: its range, and whether it was archived or dropped.
+
+    ``lower`` NULL is the open start of the first partition (the table as it
+    was before partitioning); ``upper`` NULL with ``is_default`` is the
+    default partition, which catches rows outside every range.
+    """
+
+    __tablename__ = "message_partitions"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    lower: Mapped[datetime | None] = mapped_column(_tz())
+    upper: Mapped[datetime | None] = mapped_column(_tz())
+    is_default: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    state: Mapped[str] = mapped_column(Text, server_default="attached")
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)
+    archived_at: Mapped[datetime | None] = mapped_column(_tz())
+    archive_file: Mapped[str | None] = mapped_column(Text)
+    archive_sha256: Mapped[str | None] = mapped_column(Text)
+    archive_rows: Mapped[int | None] = mapped_column(BigInteger)
+    dropped_at: Mapped[datetime | None] = mapped_column(_tz())
+
+    __table_args__ = (
+        CheckConstraint(_in("state", PARTITION_STATES), name="state"),
+        CheckConstraint("is_default = (upper IS NULL)", name="default_bounds"),
     )
 
 
@@ -351,9 +403,9 @@ class InboundQueue(Base):
     __tablename__ = "inbound_queue"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    message_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("messages.id", ondelete="CASCADE"), unique=True
-    )
+    # No foreign key: ``messages`` is partitioned (its key includes created_at);
+    # a partition is archived only when no queued item points into it.
+    message_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     kind: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(Text, server_default="pending")
     link: Mapped[str | None] = mapped_column(Text)
@@ -423,6 +475,8 @@ group_members: Table = metadata.tables["group_members"]
 server_key_counters: Table = metadata.tables["server_key_counters"]
 commands: Table = metadata.tables["commands"]
 messages: Table = metadata.tables["messages"]
+message_keys: Table = metadata.tables["message_keys"]
+message_partitions: Table = metadata.tables["message_partitions"]
 audit: Table = metadata.tables["audit"]
 command_events: Table = metadata.tables["command_events"]
 inbound_queue: Table = metadata.tables["inbound_queue"]

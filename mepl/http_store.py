@@ -6,17 +6,18 @@ transaction each through ``DatabasePool.run_interaction``.  Each callback is
 one ``messages`` row: direction ``in``, channel ``http``, kind ``mo`` /
 ``dlr`` / ``malformed``, link = gateway name, peer = remote address, the
 whole request (:meth:`RawCallback.wire_bytes`) as the payload BLOB, and
-external_id = ``<kind>:<gateway id>`` so the table's unique (direction,
-link, external_id) catches a retried callback.  Every new, well-formed
+external_id = ``<kind>:<gateway id>``, claimed in ``message_keys`` (unique
+on direction, link, external_id) so a retried callback is caught.  Every new, well-formed
 ``mo``/``dlr`` callback is queued (``inbound_queue``, kind ``callback``) in
 the same transaction, so what is acknowledged is always applied, by this
 process or another.
 
-Speed: one batch costs one multi-row ``INSERT ... ON CONFLICT DO NOTHING
-RETURNING`` through the DBAPI cursor (``execute_values``), plus a SELECT
-only when some were already stored; per-row SQLAlchemy parameter processing
-cost more than the HTTP request itself.  The conflict target is the table's
-unique (direction, link, external_id), so concurrent batches cannot race.
+Speed: one batch costs one statement through the DBAPI cursor
+(``execute_values``): a ``message_keys`` ``INSERT ... ON CONFLICT DO
+NOTHING RETURNING`` feeding the ``messages`` INSERT of the new rows, plus a
+SELECT only when some were already stored; per-row SQLAlchemy parameter
+processing cost more than the HTTP request itself.  The conflict target is
+``message_keys``' primary key, so concurrent batches cannot race.
 """
 
 from __future__ import annotations
@@ -37,11 +38,19 @@ from sms_gateway.http import BatchingCallbackStore, RawCallback, StoredCallback
 _COLUMNS = ("direction", "channel", "kind", "link", "peer", "external_id", "payload", "sha256",
             "error")
 _INSERT = f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES %s RETURNING id"  # noqa: S608
-_INSERT_UNIQUE = (f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES %s "  # noqa: S608
-                  "ON CONFLICT (direction, link, external_id) WHERE external_id IS NOT NULL "
-                  "DO NOTHING RETURNING id, link, external_id")
+# The gateway id is claimed in message_keys (unique; messages is partitioned and
+# cannot be); only the rows whose key was new are stored, with the key's id.
+_INSERT_UNIQUE = (
+    "WITH v (kind, link, peer, external_id, payload, sha256, error) AS (VALUES %s), "
+    "k AS (INSERT INTO message_keys (direction, link, external_id, message_id) "
+    "SELECT 'in', link, external_id, nextval('messages_id_seq') FROM v "
+    "ON CONFLICT DO NOTHING RETURNING link, external_id, message_id) "
+    "INSERT INTO messages (id, direction, channel, kind, link, peer, external_id, payload, "
+    "sha256, error) SELECT k.message_id, 'in', 'http', v.kind, v.link, v.peer, v.external_id, "
+    "v.payload, v.sha256, v.error FROM k JOIN v ON v.link = k.link "
+    "AND v.external_id = k.external_id RETURNING id, link, external_id")
 _ENQUEUE = "INSERT INTO inbound_queue (message_id, kind, link) VALUES %s"
-_KNOWN = ("SELECT link, external_id, id FROM messages WHERE direction = 'in' "
+_KNOWN = ("SELECT link, external_id, message_id FROM message_keys WHERE direction = 'in' "
           "AND link = ANY(%s) AND external_id = ANY(%s)")
 
 
@@ -60,8 +69,9 @@ def to_new_message(raw: RawCallback) -> NewMessage:
 def store_callbacks_txn(conn: Connection, raws: Sequence[RawCallback]) -> list[StoredCallback]:
     """Insert a batch of callbacks in one transaction; duplicates get the stored row's id.
 
-    Callbacks with a gateway id go in one ``INSERT ... ON CONFLICT DO NOTHING
-    RETURNING``; the ones it skipped (already stored) are looked up after.
+    Callbacks with a gateway id go in one statement (key claimed in
+    ``message_keys``, message stored if the key was new); the ones it skipped
+    (already stored) are looked up after.
     Malformed callbacks (no id) go in one plain multi-row INSERT.
     """
     cursor: Any = conn.connection.cursor()
@@ -74,6 +84,12 @@ def store_callbacks_txn(conn: Connection, raws: Sequence[RawCallback]) -> list[S
 def _row(raw: RawCallback, eid: str | None) -> tuple[Any, ...]:
     payload = raw.wire_bytes()
     return ("in", "http", raw.kind, raw.gateway, raw.remote or None, eid, payload,
+            hashlib.sha256(payload).digest(), raw.error)
+
+
+def _keyed_row(raw: RawCallback, eid: str) -> tuple[Any, ...]:
+    payload = raw.wire_bytes()
+    return (raw.kind, raw.gateway, raw.remote or None, eid, payload,
             hashlib.sha256(payload).digest(), raw.error)
 
 
@@ -95,7 +111,7 @@ def _store_batch(cursor: Any, raws: Sequence[RawCallback]) -> list[StoredCallbac
     stored: dict[tuple[str, str], int] = {}
     if keyed:
         rows = execute_values(cursor, _INSERT_UNIQUE,
-                              [_row(raws[i], key[1]) for key, i in keyed.items()],
+                              [_keyed_row(raws[i], key[1]) for key, i in keyed.items()],
                               page_size=len(keyed), fetch=True)
         for row_id, link, eid in rows:
             new[keyed[(link, eid)]] = int(row_id)

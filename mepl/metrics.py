@@ -284,6 +284,13 @@ class StateGauges:
         self.oldest = Gauge("mepl_inbound_queue_oldest_age_seconds", "Age of the oldest "
                             "inbound queue item, by state (0: none)", ["state"],
                             registry=registry)
+        self.partitions_ahead = Gauge(
+            "mepl_messages_partition_months_ahead", "Whole months after the current one "
+            "that have a messages partition (MEPL keeps 3; below 1 needs a look)",
+            registry=registry)
+        self.default_rows = Gauge(
+            "mepl_messages_default_partition_rows", "Messages in the default partition "
+            "(should be 0; counted up to 100000)", registry=registry)
         self.refreshed = Gauge("mepl_state_refreshed_timestamp_seconds", "When the database "
                                "gauges were last read (reactor clock)", registry=registry)
         self._call: Any = None
@@ -326,6 +333,8 @@ class StateGauges:
         for state, n in counts.inbound.items():
             self.inbound.labels(state).set(n)
             self.oldest.labels(state).set(counts.inbound_oldest_s.get(state, 0.0))
+        self.partitions_ahead.set(counts.partition_months_ahead)
+        self.default_rows.set(counts.default_partition_rows)
         self.refreshed.set(self._clock.seconds())
 
     def _failed(self, failure: Any) -> None:

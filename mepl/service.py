@@ -1,9 +1,10 @@
 """The MEPL service: every part wired together, started and stopped in order.
 
-Start: database pool -> SMPP binds, the HTTP callback listener and the metrics
-listener (``/metrics``, ``/healthz``, ``/readyz``) -> dispatcher and inbound
-worker -> state gauges.  Stop: readiness withdrawn -> dispatcher (finishes its
-round) -> binds (unbind, drain) and listeners -> PDU batcher flushed -> pool.
+Start: database pool (and the check of the message partitions) -> SMPP binds,
+the HTTP callback listener and the metrics listener (``/metrics``, ``/healthz``,
+``/readyz``) -> dispatcher and inbound worker -> state gauges.  Stop: readiness
+withdrawn -> dispatcher (finishes its round) -> binds (unbind, drain) and
+listeners -> PDU batcher flushed -> pool.
 The reactor is passed in; this module never imports the global one.
 """
 
@@ -42,6 +43,7 @@ from mepl.metrics import (
 from mepl.outbound import Dispatcher
 from mepl.runtime.inbound_worker import InboundWorker
 from mepl.runtime.notify import NotificationListener
+from mepl.runtime.partitions import PartitionKeeper
 from mepl.settings import Settings
 from mepl.signer import ServerSigner
 from sms_gateway.channel import OutboundChannel
@@ -113,6 +115,7 @@ class MeplService(MultiService):
         self.lag = ReactorLag(reactor, self.registry, settings.metrics.lag_interval_s)
         self.state_gauges = StateGauges(self.runner, reactor, self.registry,
                                         settings.metrics.refresh_interval_s)
+        self.partitions = PartitionKeeper(self.runner, reactor)
         self.loops = {"dispatcher": False, "inbound_worker": False}
         self.health: HealthChecks | None = None
         if settings.metrics.port:
@@ -192,6 +195,7 @@ class MeplService(MultiService):
     def startService(self) -> None:  # noqa: N802 - Twisted API
         """Start the pool, the links and listeners, then the dispatcher."""
         self.pool.start()
+        self.partitions.start()
         super().startService()  # type: ignore[no-untyped-call]
         self.lag.start()
         self.dispatcher.start()
@@ -208,6 +212,7 @@ class MeplService(MultiService):
         self.loops.update(dispatcher=False, inbound_worker=False)  # /readyz: not ready
         self.listener.stop()
         self.state_gauges.stop()
+        self.partitions.stop()
         yield self.dispatcher.stop()
         yield self.worker.stop()
         yield super().stopService()  # type: ignore[no-untyped-call]

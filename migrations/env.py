@@ -13,6 +13,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine, text
 
+from blobstore.partitions import is_partition_table
 from blobstore.schema import metadata
 
 MIGRATION_LOCK_ID = 0x6D65706C  # "mepl"
@@ -23,6 +24,9 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=metadata,
         compare_type=True,
+        # The partitions of ``messages`` are managed by blobstore.partitions.
+        include_name=lambda name, kind, _parents: not (kind == "table"
+                                                       and is_partition_table(name)),
         transaction_per_migration=False,
     )
     with context.begin_transaction():

@@ -1,4 +1,4 @@
-"""``mepl db upgrade|status|shell``, and the helper every database-using command runs through.
+"""``mepl db upgrade|status|partitions|shell``, and the helper database commands run through.
 
 :func:`run_with_database` opens the configured store (starting the embedded
 PostgreSQL in the state directory when no URL is set), refuses a schema that
@@ -13,13 +13,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -27,6 +30,13 @@ from blobstore.config import DatabaseConfig
 from blobstore.database import Database, open_database
 from blobstore.errors import SchemaOutOfDateError, StoreError, StoreUnavailableError
 from blobstore.migrate import schema_status, upgrade
+from blobstore.partitions import (
+    MONTHS_AHEAD,
+    Partition,
+    PartitionError,
+    ensure_partitions_txn,
+    list_partitions_txn,
+)
 from blobstore.pool import is_transient
 from mepl.app.context import Actor, SyncTransactions
 from mepl.app.errors import AppError
@@ -151,6 +161,64 @@ def _status(args: argparse.Namespace) -> int:
     return run_with_database(args, body, check_schema=False)
 
 
+# ---------------------------------------------------------------- mepl db partitions
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1024:
+        return f"{value} B"
+    size = value / 1024
+    for unit in ("kB", "MB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def partition_line(p: Partition) -> str:
+    """One line of ``mepl db partitions``: name, range, state, rows, size, archive."""
+    rows = "-" if p.rows_estimate is None else f"~{p.rows_estimate:,}"
+    state = p.state if p.attached or p.state == "dropped" else f"{p.state} (NOT ATTACHED)"
+    archive = f"  archive {p.archive_file} ({p.archive_rows:,} rows)" if p.archive_file else ""
+    return (f"{p.name:32} {p.range_text():26} {state:9} {rows:>12} "
+            f"{_size(p.bytes):>9}{archive}")
+
+
+def _partitions(args: argparse.Namespace) -> int:
+    def body(database: Database, general: GeneralConfig) -> int:
+        created: list[str] = []
+        if args.ensure:
+            try:
+                created = transactions(database).run(
+                    "ensure message partitions", ensure_partitions_txn,
+                    now=database_now(database), months_ahead=args.months_ahead)
+            except PartitionError as exc:
+                return fail(str(exc), status=1)
+        listed = transactions(database).run("list message partitions", list_partitions_txn)
+        if args.json:
+            print(json.dumps({"created": created, "partitions": [p.to_json() for p in listed]},
+                             indent=2))
+            return 0
+        for name in created:
+            print(f"created {name}")
+        print(f"{'partition':32} {'range (UTC)':26} {'state':9} {'rows':>12} {'size':>9}")
+        for p in listed:
+            print(partition_line(p))
+        return 0
+
+    return run_with_database(args, body)
+
+
+def _now_txn(conn: Connection) -> datetime:
+    now: datetime = conn.execute(text("SELECT now()")).scalar_one()
+    return now
+
+
+def database_now(database: Database) -> datetime:
+    """The database server's clock (partition months follow it, not this host's)."""
+    return transactions(database).run("database clock", _now_txn)
+
+
 # ---------------------------------------------------------------- mepl db shell
 def connection_line(url: URL | str) -> tuple[str, str | None]:
     """The libpq connection line of ``url`` (``host=... port=... dbname=... user=...``)
@@ -248,7 +316,8 @@ def _shell(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``mepl db``."""
-    parser = subparsers.add_parser("db", help="database schema: upgrade, status; psql: shell")
+    parser = subparsers.add_parser(
+        "db", help="database schema: upgrade, status; message partitions; psql: shell")
     commands = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = commands.add_parser("upgrade", help="migrate the database schema to this mepl's version")
     add_config_options(up)
@@ -257,6 +326,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "status", help="show the schema version (exit 1 when an upgrade is needed)")
     add_config_options(status)
     status.set_defaults(func=_status)
+    parts = commands.add_parser(
+        "partitions", help="list the monthly partitions of the message store; --ensure: "
+                           "create the months ahead",
+        description="List the partitions of `messages` (one per UTC month, the first one "
+                    "holding everything from before partitioning, and a default one that "
+                    "should stay empty) with their range, state (attached, archived: "
+                    "exported but kept, dropped: exported and removed), estimated rows and "
+                    "size.  `mepl run` creates the months ahead by itself; --ensure does it "
+                    "now.  Archive and drop old months with `mepl messages archive`.")
+    parts.add_argument("--ensure", action="store_true",
+                       help="first create any missing month up to --months-ahead")
+    parts.add_argument("--months-ahead", type=int, default=MONTHS_AHEAD, metavar="N",
+                       help=f"months after the current one to have (default {MONTHS_AHEAD})")
+    parts.add_argument("--json", action="store_true", help="print JSON")
+    add_config_options(parts)
+    parts.set_defaults(func=_partitions)
     shell = commands.add_parser(
         "shell", help="run psql on the configured database (the embedded one by default)",
         description="Run psql on the configured database: the embedded server in the state "

@@ -1,4 +1,4 @@
-"""``mepl messages list|show|security``: a device's history both ways, decoded.
+"""``mepl messages list|show|security|archive``: a device's history both ways, decoded.
 
 Every stored SMS part, receipt, callback and PDU is shown decoded
 (:mod:`mepl.app.decode`): command frames with their opcode and arguments,
@@ -28,6 +28,7 @@ from mepl.app.history import (
     message_history_txn,
     security_events_txn,
 )
+from mepl.cli.archive import add_archive
 from mepl.cli.common import GeneralConfig, add_config_options, fail
 from mepl.cli.db import run_with_database
 
@@ -166,7 +167,8 @@ def _security(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``mepl messages``."""
     parser = subparsers.add_parser(
-        "messages", help="a device's messages both ways, decoded: list, show, security")
+        "messages", help="a device's messages both ways, decoded: list, show, security; "
+                         "archive old months")
     actions = parser.add_subparsers(dest="messages_command", metavar="ACTION", required=True)
     lst = actions.add_parser(
         "list", help="a device's messages both ways, newest first, one line each",
@@ -207,3 +209,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     security.set_defaults(func=_security)
     for sub in (lst, show, security):
         add_config_options(sub)
+    add_archive(actions)

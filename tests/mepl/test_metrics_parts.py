@@ -99,6 +99,8 @@ class StateGaugeTests(SynchronousTestCase):
         age = sample(registry, "mepl_inbound_queue_oldest_age_seconds", state="failed") or 0
         self.assertTrue(85 < age < 600, age)
         self.assertIn(b'mepl_commands{state="expired"} 0.0', generate_latest(registry))
+        self.assertEqual(sample(registry, "mepl_messages_partition_months_ahead"), 3.0)
+        self.assertEqual(sample(registry, "mepl_messages_default_partition_rows"), 0.0)
         gauges.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
 
@@ -115,7 +117,8 @@ class StateGaugeTests(SynchronousTestCase):
         event.listen(w.engine, "before_cursor_execute", capture)
         w.run(operational_counts_txn)
         event.remove(w.engine, "before_cursor_execute", capture)
-        self.assertEqual(len(captured), 4)  # commands, then one per inbound state
+        # commands, one per inbound state, months of partitions ahead, default partition
+        self.assertEqual(len(captured), 6)
         offenders = seq_scan_offenders(w.engine, captured)
         self.assertEqual(offenders, [])
 
