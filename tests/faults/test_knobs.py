@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,10 @@ class KnobTests(unittest.TestCase):
             self) -> None:
         sim = SmscSimulator(SimulatorConfig(), clock=R)
         fleet = SimulatedFleet(sim, R, SERVER, reply_copies=2)
-        store = ServerKeyStore(Path(self.mktemp()))
+        # Not self.mktemp(): trial makes that under the working directory (the checkout).
+        base = Path(tempfile.mkdtemp(prefix="mepl-knobs-"))
+        self.addCleanup(shutil.rmtree, base, True)
+        store = ServerKeyStore(base / "keys")
         store.init(now=datetime.now(UTC), passphrase=None, trusted_numbers=(SERVER,))
         device = make_device(store.bundle(imei(1)), "+447700900001", "234150000000001")
         fleet.add(device)
