@@ -332,7 +332,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="List the partitions of `messages` (one per UTC month, the first one "
                     "holding everything from before partitioning, and a default one that "
                     "should stay empty) with their range, state (attached, archived: "
-                    "exported but kept, dropped: exported and removed), estimated rows and "
+                    "exported but kept, dropped: exported and removed), estimated rows (from "
+                    "the planner's statistics; - until the partition was analyzed) and "
                     "size.  `mepl run` creates the months ahead by itself; --ensure does it "
                     "now.  Archive and drop old months with `mepl messages archive`.")
     parts.add_argument("--ensure", action="store_true",
