@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext, make_url
 
 from blobstore.config import DatabaseConfig
 from blobstore.embedded import EmbeddedServer, start_embedded
@@ -54,6 +54,20 @@ class Database:
         self.close()
 
 
+# SQLSTATE 25006: the server is read-only now (a primary demoted to a replica
+# without dropping its sessions).  Retrying on the same connection can never
+# succeed; a new one (with target_session_attrs=read-write) finds the primary.
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+
+def _demoted_is_disconnect(context: ExceptionContext) -> None:
+    code = getattr(context.original_exception, "pgcode", None)
+    if code == READ_ONLY_SQL_TRANSACTION:
+        # The whole pool is invalidated (every connection went to that node) and
+        # the error becomes a lost connection, which run_transaction retries.
+        context.is_disconnect = True
+
+
 def create_store_engine(url: str, config: DatabaseConfig) -> Engine:
     """An engine for ``url`` with the pool size, timeouts and session settings of ``config``."""
     options = (
@@ -61,7 +75,7 @@ def create_store_engine(url: str, config: DatabaseConfig) -> Engine:
         f"-c lock_timeout={config.lock_timeout_ms} "
         "-c timezone=UTC"
     )
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
@@ -75,6 +89,8 @@ def create_store_engine(url: str, config: DatabaseConfig) -> Engine:
             "connect_timeout": config.connect_timeout_s,
         },
     )
+    event.listen(engine, "handle_error", _demoted_is_disconnect)
+    return engine
 
 
 def open_database(config: DatabaseConfig, state_dir: Path) -> Database:
