@@ -317,10 +317,16 @@ class AuditEntry:
     raw: JsonObject = field(default_factory=dict, repr=False)
 
     @property
-    def outcome(self) -> str | None:
-        """``ok``, ``refused:<reason>`` or ``error:<code>`` (for requests through the proxy)."""
+    def outcome(self) -> str:
+        """``ok``, ``pending``, ``refused:<reason>`` or ``error:<code>``.
+
+        Request rows say it in ``details.outcome``; the rows a use case writes
+        for what it did (``command.send``, ``device.update``...) say nothing,
+        because they are written in the transaction of the action and exist
+        only if it was done: their outcome is ``ok``.
+        """
         value = self.details.get("outcome")
-        return None if value is None else str(value)
+        return "ok" if value is None else str(value)
 
     @classmethod
     def parse(cls, data: Any) -> AuditEntry:

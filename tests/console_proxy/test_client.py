@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from console_proxy.client import (
+    AuditEntry,
     Backoff,
     CertificateExpired,
     Client,
@@ -357,3 +358,11 @@ def test_sse_parser_joins_data_lines_skips_comments_and_keeps_the_last_id() -> N
     assert events[0].data == json.loads('{"kind":\n"lost"}')
     assert events[1].data == {"text": "not json"}
     assert parser.retry_ms == 2500
+
+
+def test_an_audit_row_written_by_a_use_case_reads_as_ok() -> None:
+    row = {"id": 7, "at": "2026-12-03T10:00:00Z", "actor": "alice", "role": "operator",
+           "action": "command.send", "target": "fleet", "details": {"opcode": "lock"}}
+    refused = {**row, "details": {"outcome": "refused:role"}}
+    assert AuditEntry.parse(row).outcome == "ok"
+    assert AuditEntry.parse(refused).outcome == "refused:role"
