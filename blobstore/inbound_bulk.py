@@ -7,6 +7,14 @@ the batch size.  The statements are plain SQL over arrays (``unnest``), built
 once at import, so a batch costs a few round trips and no statement
 building.  Rows are locked in id order, as every other batch does, so two
 batches never deadlock on each other.
+
+Statements that join ``messages`` to an array also restrict it with
+``= ANY(array)``.  ``messages`` is partitioned and its key is (id,
+created_at), so the planner cannot take id as unique, and autovacuum never
+analyzes the partitioned parent: the join estimate falls back to defaults and
+chose a hash join over a sequential scan of the month's partition (16 ms for
+ten rows at 50k messages).  The ``= ANY`` restriction is estimated with each
+partition's own statistics and turns into an index scan (0.5 ms).
 """
 
 from __future__ import annotations
@@ -27,20 +35,22 @@ _SENT_PARTS = text(
     "FROM unnest(CAST(:links AS text[]), CAST(:smsc_ids AS text[])) "
     "WITH ORDINALITY AS v(link, smsc_id, n) "
     "JOIN messages AS m ON m.link = v.link AND m.smsc_message_id = v.smsc_id "
-    "AND m.kind = 'mt' AND m.direction = 'out' ORDER BY v.n, m.id DESC"
+    "AND m.kind = 'mt' AND m.direction = 'out' "
+    "WHERE m.smsc_message_id = ANY(CAST(:smsc_ids AS text[])) ORDER BY v.n, m.id DESC"
 )
 _PART_STATUS = text(
     "UPDATE messages AS m SET meta = coalesce(m.meta, '{}'::jsonb) "
     "|| jsonb_build_object('status', v.status) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[])) AS v(id, status) "
-    "WHERE m.id = v.id"
+    "WHERE m.id = v.id AND m.id = ANY(CAST(:ids AS bigint[]))"
 )
 _LINK = text(
     "UPDATE messages AS m SET device_id = coalesce(v.device_id, m.device_id), "
     "command_id = coalesce(v.command_id, m.command_id), error = coalesce(v.error, m.error) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:devices AS bigint[]), "
     "CAST(:commands AS bigint[]), CAST(:errors AS text[])) "
-    "AS v(id, device_id, command_id, error) WHERE m.id = v.id"
+    "AS v(id, device_id, command_id, error) WHERE m.id = v.id "
+    "AND m.id = ANY(CAST(:ids AS bigint[]))"
 )
 _TOUCH = text(
     "UPDATE devices AS d SET last_seen_at = v.at "

@@ -1,0 +1,89 @@
+"""The batch statements over ``messages`` use an index even when its statistics are stale.
+
+Autovacuum never analyzes a partitioned parent, and a month's partition is
+analyzed while still small: the planner then has no statistics to join an
+array of ids against ``messages``.  Each batch statement must still pick an
+index, not a sequential scan of the month's partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, text
+
+from blobstore.inbound_bulk import Link, link_many_txn, sent_parts_txn, set_part_status_txn
+from tests.support.pg import migrated_database
+
+ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    made = create_engine(migrated_database("plans"))
+    with made.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text("VACUUM ANALYZE messages"))  # while empty, as at a month's start
+        conn.execute(text(
+            "INSERT INTO messages (direction, channel, kind, link, smsc_message_id, payload, "
+            "sha256) SELECT 'out', 'smpp', 'mt', 'smsc', 'sm-' || g, 'x', :sha "
+            "FROM generate_series(1, :n) AS g"), {"sha": hashlib.sha256(b"x").digest(), "n": ROWS})
+    try:
+        yield made
+    finally:
+        made.dispose()
+
+
+def _seq_scanned(plan: Any) -> list[str]:
+    found: list[str] = []
+    if isinstance(plan, dict):
+        if plan.get("Node Type") == "Seq Scan" and plan.get("Actual Rows", 0) + plan.get(
+                "Rows Removed by Filter", 0) > 100:
+            found.append(str(plan.get("Relation Name")))
+        for value in plan.values():
+            found += _seq_scanned(value)
+    elif isinstance(plan, list):
+        for item in plan:
+            found += _seq_scanned(item)
+    return found
+
+
+def _plans(engine: Engine, run: Any) -> list[list[str]]:
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+        captured.append((statement, parameters))
+
+    with engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", capture)
+        run(conn)
+        event.remove(conn, "before_cursor_execute", capture)
+        conn.rollback()
+        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        scans = []
+        for statement, parameters in captured:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            plan = cursor.fetchone()[0]
+            scans.append(_seq_scanned(json.loads(plan) if isinstance(plan, str) else plan))
+        conn.rollback()
+    return scans
+
+
+def test_linking_a_batch_of_rows_reads_them_by_index(engine: Engine) -> None:
+    ids = [100 * n for n in range(1, 11)]
+    assert _plans(engine, lambda c: link_many_txn(c, [Link(i, error="x") for i in ids])) == [[]]
+
+
+def test_recording_receipt_statuses_reads_the_parts_by_index(engine: Engine) -> None:
+    statuses = {100 * n: "delivered" for n in range(1, 11)}
+    assert _plans(engine, lambda c: set_part_status_txn(c, statuses)) == [[]]
+
+
+def test_finding_the_parts_of_a_batch_of_receipts_reads_them_by_index(engine: Engine) -> None:
+    keys = [("smsc", f"sm-{100 * n}") for n in range(1, 11)]
+    assert _plans(engine, lambda c: sent_parts_txn(c, keys)) == [[]]
