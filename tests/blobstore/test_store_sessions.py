@@ -1,4 +1,4 @@
-"""A connection left open to a node that became read-only is dropped and the work retried."""
+"""Store sessions: a demoted primary is dropped and retried; the session settings."""
 
 from __future__ import annotations
 
@@ -47,5 +47,19 @@ def test_other_errors_are_not_turned_into_lost_connections() -> None:
             run_transaction(engine, "bad", lambda c: c.execute(text("SELECT 1/0")).all(), (),
                             {}, attempts=3, backoff_s=0.001, sleep=lambda _: None)
         assert info.value.connection_invalidated is False
+    finally:
+        engine.dispose()
+
+
+def test_store_sessions_run_in_utc_with_the_configured_timeouts_and_no_jit() -> None:
+    url = migrated_database("opts")
+    engine = create_store_engine(url, DatabaseConfig(url=url, statement_timeout_ms=4321,
+                                                     lock_timeout_ms=1234))
+    try:
+        with engine.connect() as conn:
+            settings = conn.execute(text(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), "
+                "current_setting('TimeZone'), current_setting('jit')")).one()
+        assert tuple(settings) == ("4321ms", "1234ms", "UTC", "off")
     finally:
         engine.dispose()
