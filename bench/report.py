@@ -8,7 +8,7 @@ issue 9 targets with met/missed), charts (``throughput.png``,
 ``latency.png``, ``memory.png``, matplotlib's Agg backend) and
 ``OUT/README.md`` with the table and the command that produced it.
 
-    .venv/bin/python bench/report.py --out docs/bench-report            # about 1.5 hours
+    .venv/bin/python bench/report.py --out docs/bench-report            # about 21 minutes
     .venv/bin/python bench/report.py --out /tmp/bench-quick --quick     # a few minutes
     .venv/bin/python bench/report.py --out /tmp/again --from-raw docs/bench-report/raw
 
