@@ -18,13 +18,17 @@ from sqlalchemy import text
 from twisted.application.service import Service
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mepl.inbound import InboundReceiver
 from mepl.service import MeplService
 from mepl.settings import load_settings
 from signing.alerts import make_alert
+from sms_gateway.channel import OutboundMessage
 from sms_gateway.events import Channel, DeliveryReceipt, DeliveryStatus
+from sms_gateway.smpp.simulator import SimulatorConfig, SmscSimulator
 from tests.mepl.helpers import SERVER_NUMBER, World
 
 IMEI = "490154203237518"
@@ -122,3 +126,45 @@ class ServiceStopOrderTests(TestCase):
         self.assertEqual(w.scalar("SELECT count(*) FROM messages WHERE kind = 'mo'"), 1)
         self.assertEqual(w.scalar("SELECT count(*) FROM inbound_queue"), 0)
         self.assertEqual(service.worker.counts["alert_lost"], 1)
+
+    @inlineCallbacks
+    def test_a_receipt_a_bind_holds_at_stop_is_applied_by_the_stopping_service(
+            self) -> Any:
+        # The simulator sends the receipt long before the submit_sm_resp, so the
+        # bind holds it (its id is unknown) and releases it in its stop, after
+        # the submit is answered: as in the fault suite's SMSC disconnects.
+        w = World.create()
+        self.addCleanup(w.engine.dispose)
+        sim = SmscSimulator(SimulatorConfig(system_id="stop", password="pw",
+                                            receipt_delay=0.01, response_delay=1.0),
+                            clock=reactor)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            sim.factory())
+        self.addCleanup(port.stopListening)
+        self.addCleanup(sim.stop)
+        settings = load_settings({
+            "dispatch": {"server_number": SERVER_NUMBER},
+            "smpp": {"links": {"sim": {"host": "127.0.0.1", "port": port.getHost().port,
+                                       "system_id": "stop", "password": "pw"}}}})
+        service = MeplService(settings, reactor=reactor, engine=w.engine, signer=w.signer,
+                              worker="stopping")
+        service.startService()
+        try:
+            yield service.when_bound()
+            bind = service.binds["sim"]
+            submitted = bind.submit(OutboundMessage("+447700900123", b"not a command"))
+            for _ in range(200):
+                if len(bind.hold):
+                    break
+                yield deferLater(reactor, 0.01, lambda: None)
+            self.assertEqual(len(bind.hold), 1)
+        finally:
+            yield service.stopService()
+        result = yield submitted
+        self.assertEqual(sim.stats["receipts"], 1)
+        with w.engine.connect() as conn:
+            left = [tuple(r) for r in conn.execute(text(
+                "SELECT kind, state, smsc_message_id, claimed_by, attempts FROM inbound_queue"))]
+        # Its submit is not a recorded command, so the receipt waits for it; what
+        # matters is that this process applied it, not the next one.
+        self.assertEqual(left, [("dlr", "waiting", result.message_ids[0], None, 1)])
