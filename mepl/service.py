@@ -3,8 +3,12 @@
 Start: database pool (and the check of the message partitions) -> SMPP binds,
 the HTTP callback listener and the metrics listener (``/metrics``, ``/healthz``,
 ``/readyz``) -> dispatcher and inbound worker -> state gauges.  Stop: readiness
-withdrawn -> dispatcher (finishes its round) -> binds (unbind, drain) and
-listeners -> PDU batcher flushed -> pool.
+withdrawn -> dispatcher (finishes its round) -> binds (drain, unbind) and
+listeners -> inbound items flushed -> inbound worker (applies every item due,
+including those the binds stored while stopping, then stops) -> PDU batcher
+flushed -> pool.  So a stopped process leaves in the inbound queue only what
+cannot be applied yet (receipts waiting for their submit, items retried later),
+never an item it acknowledged and could have applied.
 The reactor is passed in; this module never imports the global one.
 """
 
@@ -57,6 +61,9 @@ from sms_gateway.smpp.records import PduRecord
 log = Logger()
 
 EventSink = Callable[[str, dict[str, Any]], None]
+
+FINISH_TIMEOUT_S = 10.0
+"""At stop, how long the inbound worker goes on applying what is due (then it stops)."""
 
 
 class MeplService(MultiService):
@@ -214,9 +221,13 @@ class MeplService(MultiService):
         self.state_gauges.stop()
         self.partitions.stop()
         yield self.dispatcher.stop()
-        yield self.worker.stop()
+        # The links and listeners still store what they receive while they stop
+        # (deliver_sm read before the unbind, the early receipts a bind releases,
+        # callbacks in progress), all of it acknowledged: the worker outlives
+        # them and applies what is due before it stops.
         yield super().stopService()  # type: ignore[no-untyped-call]
         yield self.inbound.flush()
+        yield self.worker.finish(FINISH_TIMEOUT_S)
         yield self.pdu_batcher.flush()
         self.lag.stop()
         self.pool.stop()

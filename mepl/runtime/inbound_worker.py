@@ -81,6 +81,32 @@ class InboundWorker(OneByOne):
         """Stop; fires once the batch in progress is finished."""
         return self._rounds.stop()
 
+    @inlineCallbacks
+    def finish(self, timeout_s: float) -> Any:
+        """Stop after applying every item due now; returns how many were claimed.
+
+        For a process that stops: once its links and listeners stopped storing,
+        what they stored last (and were woken for) is applied here rather than
+        left to the next process.  Rounds go on, one at a time, until one claims
+        nothing or ``timeout_s`` has passed; items that cannot be applied yet
+        (a receipt waiting for its submit, an item put back after a failure)
+        are not due, so they end it.  No round runs afterwards.
+        """
+        yield self._rounds.stop()
+        deadline = self._clock.seconds() + timeout_s
+        total = 0
+        while self._clock.seconds() <= deadline:
+            try:
+                claimed = yield self.run_once()
+            except Exception as exc:  # the store is gone: the next process applies them
+                log.warn("inbound worker: final round failed, items left queued: {error}",
+                         error=f"{type(exc).__name__}: {exc}")
+                break
+            if not claimed:
+                break
+            total += claimed
+        return total
+
     def wake(self) -> None:
         """Something was queued: claim as soon as the current batch is done."""
         self._rounds.wake()

@@ -232,6 +232,7 @@ class SmppBind(Service):
         self._fail_queued("link stopped")
         for held in self.hold.release_all():
             self.inbound.deliver_held(held.item)
+        self.inbound.stop()
         for timer in (self._wake, self._down_timer, self._reopen_call):
             if timer is not None and timer.active():
                 timer.cancel()

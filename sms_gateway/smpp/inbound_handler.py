@@ -88,6 +88,12 @@ class InboundHandler:
         proto, seq, receipt = item
         self._call(proto, seq, self.on_receipt, receipt, "receipt")
 
+    def stop(self) -> None:
+        """The bind stopped: no more expiry rounds (it released every held receipt)."""
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
+
     def _schedule_expiry(self) -> None:
         bind = self.bind
         if self._expiry is not None:

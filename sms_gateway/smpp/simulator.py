@@ -171,6 +171,13 @@ class SimConnection:
         else:
             d.errback(TimeoutError("no deliver_sm_resp in time"))
 
+    def deliver_in_flight(self) -> int:
+        """deliver_sm sent on this connection and not answered yet."""
+        if self.proto is None:
+            return 0
+        return sum(1 for r in self.proto.session.outstanding.values()
+                   if r.command_id == codec.DELIVER_SM)
+
     @property
     def can_receive(self) -> bool:
         """True when bound as receiver or transceiver."""
@@ -404,8 +411,14 @@ class SmscSimulator:
                 conn.proto.abort()
 
     def pending(self) -> int:
-        """Receipts and responses scheduled plus deliver_sm queued: 0 when it is idle."""
-        return len(self._timers) + sum(len(c.pending) for c in self.connections)
+        """What the simulator still owes or awaits: 0 when it is idle.
+
+        Receipts and responses scheduled, deliver_sm queued, and deliver_sm
+        sent but not answered yet (an ESME may hold a receipt unanswered, for
+        example one that arrived before its submit_sm_resp).
+        """
+        return len(self._timers) + sum(len(c.pending) + c.deliver_in_flight()
+                                       for c in self.connections)
 
     def bound_count(self) -> int:
         """How many ESMEs are bound now."""

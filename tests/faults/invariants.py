@@ -111,8 +111,16 @@ def _stored_once(engine: Engine, expect: Expect) -> tuple[bool, str]:
 def _drained(engine: Engine, expect: Expect) -> tuple[bool, str]:
     states = dict(_rows(engine, "SELECT state, count(*) FROM inbound_queue GROUP BY state"))
     parked = states.pop("failed", 0)
+    # What is left, for a failure message: enough to tell when and how it came.
+    left = [tuple(r) for r in _rows(
+        engine, "SELECT q.kind, q.state, q.link, q.smsc_message_id, q.attempts, "
+                "q.created_at::text, (SELECT count(*) FROM messages AS s WHERE s.direction = "
+                "'out' AND s.smsc_message_id = q.smsc_message_id) AS submits "
+                "FROM inbound_queue AS q WHERE q.state <> 'failed' ORDER BY q.id LIMIT 5")]
     return not states and parked == expect.parked, (
-        f"queue {states or 'empty'}, {parked} parked ({expect.parked} expected)")
+        f"queue {states or 'empty'}, {parked} parked ({expect.parked} expected)"
+        + (f"; first left (kind, state, link, SMSC id, attempts, created, submits "
+           f"recorded): {left}" if left else ""))
 
 
 def inbound_count(engine: Engine) -> int:
