@@ -3,8 +3,9 @@
 Start: database pool (and the check of the message partitions) -> SMPP binds,
 the HTTP callback listener and the metrics listener (``/metrics``, ``/healthz``,
 ``/readyz``) -> dispatcher and inbound worker -> state gauges.  Stop: readiness
-withdrawn -> dispatcher (finishes its round) -> binds (drain, unbind) and
-listeners -> inbound items flushed -> inbound worker (applies every item due,
+withdrawn -> dispatcher (no new round) -> binds (drain, unbind, fail what
+waits for a link that is down) and listeners -> the dispatcher's last round
+records its outcomes -> inbound items flushed -> inbound worker (applies every item due,
 including those the binds stored while stopping, then stops) -> PDU batcher
 flushed -> pool.  So a stopped process leaves in the inbound queue only what
 cannot be applied yet (receipts waiting for their submit, items retried later),
@@ -220,12 +221,17 @@ class MeplService(MultiService):
         self.listener.stop()
         self.state_gauges.stop()
         self.partitions.stop()
-        yield self.dispatcher.stop()
+        # No new rounds.  The round in progress may wait on submits a link holds
+        # for its reconnection (down_timeout): the links are stopped without
+        # waiting for it, they drain what is in flight and fail what waits for
+        # them, and the round then records those outcomes (the pool still runs).
+        dispatcher_stopped = self.dispatcher.stop()
         # The links and listeners still store what they receive while they stop
         # (deliver_sm read before the unbind, the early receipts a bind releases,
         # callbacks in progress), all of it acknowledged: the worker outlives
         # them and applies what is due before it stops.
         yield super().stopService()  # type: ignore[no-untyped-call]
+        yield dispatcher_stopped
         yield self.inbound.flush()
         yield self.worker.finish(FINISH_TIMEOUT_S)
         yield self.pdu_batcher.flush()

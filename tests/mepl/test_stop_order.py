@@ -168,3 +168,51 @@ class ServiceStopOrderTests(TestCase):
         # Its submit is not a recorded command, so the receipt waits for it; what
         # matters is that this process applied it, not the next one.
         self.assertEqual(left, [("dlr", "waiting", result.message_ids[0], None, 1)])
+
+
+class StopWithTheSmscGoneTests(TestCase):
+    timeout = 40
+
+    @inlineCallbacks
+    def test_a_stop_does_not_wait_for_a_link_that_is_down_to_finish_a_round(self) -> Any:
+        # A submit in flight when the SMSC vanishes waits for the link to come
+        # back (down_timeout, 60 s).  The dispatcher's round waits for it; a stop
+        # that waited for that round before stopping the links hung for a minute
+        # (bench_queued's SIGTERM after its SMSC-gone phase was answered by SIGKILL).
+        w = World.create()
+        self.addCleanup(w.engine.dispose)
+        device_id, _ = w.enrol(IMEI, SENDER)
+        sim = SmscSimulator(SimulatorConfig(system_id="gone", password="pw",
+                                            response_delay=30.0), clock=reactor)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            sim.factory())
+        self.addCleanup(sim.stop)
+        settings = load_settings({
+            "dispatch": {"server_number": SERVER_NUMBER, "poll_interval_s": 0.05},
+            "smpp": {"links": {"sim": {"host": "127.0.0.1", "port": port.getHost().port,
+                                       "system_id": "gone", "password": "pw"}}}})
+        service = MeplService(settings, reactor=reactor, engine=w.engine, signer=w.signer,
+                              worker="stopping")
+        service.startService()
+        stopped = False
+        try:
+            yield service.when_bound()
+            bind = service.binds["sim"]
+            w.queue(device_id)
+            for _ in range(300):
+                if bind.submits_in_flight():
+                    break
+                yield deferLater(reactor, 0.01, lambda: None)
+            self.assertTrue(bind.submits_in_flight())
+            yield port.stopListening()
+            sim.stop()  # the connection drops; the unanswered submit waits for the link
+            yield deferLater(reactor, 0.2, lambda: None)
+            started = reactor.seconds()
+            yield service.stopService()
+            stopped = True
+            self.assertLess(reactor.seconds() - started, 10.0)
+        finally:
+            if not stopped:
+                yield service.stopService()
+        # The command was not sent: it is back in the queue for a later attempt.
+        self.assertEqual(w.scalar("SELECT state FROM commands"), "queued")
