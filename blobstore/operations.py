@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from blobstore.migrate import current_revision
+from blobstore.partitions import DEFAULT_PARTITION, months_ahead_txn
 from blobstore.schema import COMMAND_STATES, INBOUND_STATES
 
 # One index-only count per state (the state is the index's first column); the
@@ -32,12 +33,7 @@ INBOUND_BY_STATE = text(
 # The default partition should stay empty; counting stops at a bound so a
 # default partition that filled up is never scanned whole every few seconds.
 DEFAULT_PARTITION_ROWS = text(
-    "SELECT count(*) FROM (SELECT 1 FROM messages_part_default LIMIT 100000) AS d")
-PARTITIONS_AHEAD = text(
-    "SELECT (extract(year FROM top) - extract(year FROM cur)) * 12 "
-    "+ extract(month FROM top) - extract(month FROM cur) - 1 "
-    "FROM (SELECT max(upper) AT TIME ZONE 'UTC' AS top, now() AT TIME ZONE 'UTC' AS cur "
-    "FROM message_partitions WHERE NOT is_default) AS m")
+    f"SELECT count(*) FROM (SELECT 1 FROM {DEFAULT_PARTITION} LIMIT 100000) AS d")  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -63,10 +59,8 @@ def operational_counts_txn(conn: Connection) -> OperationalCounts:
         n, age = conn.execute(INBOUND_BY_STATE, {"state": state}).one()
         inbound[state] = int(n)
         oldest[state] = float(age) if age is not None else 0.0
-    ahead = conn.execute(PARTITIONS_AHEAD).scalar()
     strays = conn.execute(DEFAULT_PARTITION_ROWS).scalar_one()
-    return OperationalCounts(commands, inbound, oldest,
-                             int(ahead) if ahead is not None else -1, int(strays))
+    return OperationalCounts(commands, inbound, oldest, months_ahead_txn(conn), int(strays))
 
 
 def schema_revision_txn(conn: Connection) -> str | None:

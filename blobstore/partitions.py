@@ -38,6 +38,11 @@ def is_partition_table(name: str | None) -> bool:
     return bool(name) and str(name).startswith(PREFIX)
 
 
+def include_in_schema_compare(name: str | None, kind: str, _parents: object) -> bool:
+    """Alembic's ``include_name``: every object but the partitions (managed here)."""
+    return not (kind == "table" and is_partition_table(name))
+
+
 def month_start(when: datetime) -> datetime:
     """The first instant of ``when``'s month, in UTC."""
     utc = when.astimezone(UTC)
@@ -168,12 +173,16 @@ def default_partition_rows_txn(conn: Connection) -> int:
         f"SELECT count(*) FROM {DEFAULT_PARTITION}")).scalar_one())  # noqa: S608
 
 
-def months_ahead_txn(conn: Connection, *, now: datetime) -> int:
-    """Whole months covered by partitions after ``now``'s month (negative if behind)."""
-    top = conn.execute(text(
-        "SELECT max(upper) FROM message_partitions WHERE NOT is_default")).scalar_one()
-    if top is None:
-        return -1
-    top_utc: datetime = top.astimezone(UTC)
-    current = month_start(now)
-    return (top_utc.year - current.year) * 12 + top_utc.month - current.month - 1
+_MONTHS_AHEAD = text(
+    "SELECT (extract(year FROM top) - extract(year FROM cur)) * 12 "
+    "+ extract(month FROM top) - extract(month FROM cur) - 1 "
+    "FROM (SELECT max(upper) AT TIME ZONE 'UTC' AS top, "
+    "coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS cur "
+    "FROM message_partitions WHERE NOT is_default) AS m")
+
+
+def months_ahead_txn(conn: Connection, *, now: datetime | None = None) -> int:
+    """Whole months covered by partitions after ``now``'s month (the database's
+    clock by default); negative if behind, -1 without any partition."""
+    ahead = conn.execute(_MONTHS_AHEAD, {"now": now}).scalar()
+    return -1 if ahead is None else int(ahead)

@@ -88,9 +88,7 @@ def _row(raw: RawCallback, eid: str | None) -> tuple[Any, ...]:
 
 
 def _keyed_row(raw: RawCallback, eid: str) -> tuple[Any, ...]:
-    payload = raw.wire_bytes()
-    return (raw.kind, raw.gateway, raw.remote or None, eid, payload,
-            hashlib.sha256(payload).digest(), raw.error)
+    return _row(raw, eid)[2:]  # direction and channel are constants of the statement
 
 
 def _store_batch(cursor: Any, raws: Sequence[RawCallback]) -> list[StoredCallback]:

@@ -13,7 +13,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine, text
 
-from blobstore.partitions import is_partition_table
+from blobstore.partitions import include_in_schema_compare
 from blobstore.schema import metadata
 
 MIGRATION_LOCK_ID = 0x6D65706C  # "mepl"
@@ -25,8 +25,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         compare_type=True,
         # The partitions of ``messages`` are managed by blobstore.partitions.
-        include_name=lambda name, kind, _parents: not (kind == "table"
-                                                       and is_partition_table(name)),
+        include_name=include_in_schema_compare,
         transaction_per_migration=False,
     )
     with context.begin_transaction():

@@ -186,15 +186,16 @@ def partition_line(p: Partition) -> str:
 
 def _partitions(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
+        runner = transactions(database)
         created: list[str] = []
         if args.ensure:
             try:
-                created = transactions(database).run(
+                created = runner.run(
                     "ensure message partitions", ensure_partitions_txn,
                     now=database_now(database), months_ahead=args.months_ahead)
             except PartitionError as exc:
                 return fail(str(exc), status=1)
-        listed = transactions(database).run("list message partitions", list_partitions_txn)
+        listed = runner.run("list message partitions", list_partitions_txn)
         if args.json:
             print(json.dumps({"created": created, "partitions": [p.to_json() for p in listed]},
                              indent=2))
