@@ -94,7 +94,6 @@ class EventStream:
         request.registerProducer(self, True)
         request.notifyFinish().addBoth(lambda _: self.stop())
         self._hub.streams.add(self)
-        request.write(b": stream open\n\n")
         self._keepalive = self._clock.callLater(self._keepalive_s, self._keep_alive)
         c, s = self._cursor
         if c is None or s is None:
@@ -102,11 +101,19 @@ class EventStream:
             d.addCallback(self._start_at)
             d.addErrback(self._failed)
         else:
-            self._read()
+            self._open()
 
     def _start_at(self, newest: tuple[int, int]) -> None:
         c, s = self._cursor
         self._cursor = (newest[0] if c is None else c, newest[1] if s is None else s)
+        self._open()
+
+    def _open(self) -> None:
+        # The headers go out with this first write, once the stream's starting
+        # point is fixed: a client that sees the stream open (its "connected")
+        # receives every event committed after that.
+        if not self.stopped:
+            self._request.write(b": stream open\n\n")
         self._read()
 
     def stop(self) -> None:

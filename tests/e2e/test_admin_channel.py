@@ -339,9 +339,13 @@ def test_watch_receives_a_sends_events_live_and_resumes_from_last_event_id(
         stack: Stack) -> None:
     with stack.client("olga") as client:
         live: queue.Queue[Event] = queue.Queue()
-        stream = client.events(device=DEVICE)
+        connected = threading.Event()
+        stream = client.events(device=DEVICE, on_status=lambda state, _detail: (
+            connected.set() if state == "connected" else None))
         thread = _collect(stream, live)
-        time.sleep(0.5)  # the stream is open before the command exists
+        # "connected" comes with the stream's first bytes, sent once its starting
+        # point is fixed: the command queued next is in the stream.
+        assert connected.wait(10)
         sent = client.send_command("status_query", device_target(DEVICE),
                                    args={"features": "battery"})
         assert sent.queued is not None and sent.queued.command_id is not None
