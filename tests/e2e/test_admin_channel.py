@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -132,6 +132,19 @@ class Stack:
             time.sleep(0.1)
 
 
+T = TypeVar("T")
+
+
+def poll(read: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 20.0) -> T:
+    """Read the running server's state every 0.1 s until ``done`` (a real process: no
+    Clock to advance); fails with the last value read after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not done(value := read()):
+        assert time.monotonic() < deadline, value
+        time.sleep(0.1)
+    return value
+
+
 def _make_pki(directory: Path, now: datetime) -> None:
     pki.init_ca(directory, deployment="mepl-demo", passphrase=None, now=now)
     for name, role in OTHERS.items():
@@ -230,10 +243,7 @@ def test_an_operators_lock_is_queued_and_its_history_is_visible(stack: Stack) ->
         assert sent.queued is not None and sent.queued.command_id is not None
         assert sent.queued.count == 1
         command_id = sent.queued.command_id
-        deadline = time.monotonic() + 20
-        while (command := client.get_command(command_id)).state != "done":
-            assert time.monotonic() < deadline, command
-            time.sleep(0.1)
+        command = poll(lambda: client.get_command(command_id), lambda c: c.state == "done")
     assert command.device == DEVICE
     assert [e.to_state for e in command.history][:1] == ["queued"]
     assert command.history[-1].to_state == "done"
@@ -373,9 +383,7 @@ def test_a_group_lock_waits_for_approval_and_its_fanout_progress_is_visible(
         decided = approver.approve(sent.approval.id)
         assert decided.result is not None and decided.result.fanout_id is not None
         assert decided.result.count == 3
-        deadline = time.monotonic() + 20
-        while (progress := approver.get_fanout(decided.result.fanout_id)).done < 2:
-            assert time.monotonic() < deadline, progress
-            time.sleep(0.1)
+        fanout_id = decided.result.fanout_id
+        progress = poll(lambda: approver.get_fanout(fanout_id), lambda p: p.done >= 2)
     assert progress.total == 3
     assert sum(progress.by_state.values()) == 3
