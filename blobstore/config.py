@@ -45,7 +45,9 @@ class DatabaseConfig:
     other drivers are refused); None or empty starts the embedded server in
     ``<state_dir>/pg``.  ``pool_size`` is both the number
     of connections kept open and the number of worker threads of the
-    :class:`~blobstore.pool.DatabasePool`.
+    :class:`~blobstore.pool.DatabasePool`.  ``prepared_statements`` (on by
+    default) prepares the hot statements once per session
+    (:mod:`blobstore.prepared`); turn it off behind a pooler in transaction mode.
     """
 
     url: str | None = None
@@ -60,6 +62,7 @@ class DatabaseConfig:
     batch_max_rows: int = 500
     batch_max_delay_ms: int = 5
     application_name: str = "mepl"
+    prepared_statements: bool = True
 
     def __post_init__(self) -> None:
         if self.url is not None and self.url.strip() == "":

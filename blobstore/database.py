@@ -11,6 +11,7 @@ from sqlalchemy.engine import ExceptionContext, make_url
 from blobstore.config import DatabaseConfig
 from blobstore.embedded import EmbeddedServer, start_embedded
 from blobstore.migrate import check_schema
+from blobstore.prepared import OPTION as PREPARED_OPTION
 
 
 class Database:
@@ -93,6 +94,8 @@ def create_store_engine(url: str, config: DatabaseConfig) -> Engine:
         },
     )
     event.listen(engine, "handle_error", _demoted_is_disconnect)
+    if not config.prepared_statements:  # a pooler in transaction mode (blobstore.prepared)
+        return engine.execution_options(**{PREPARED_OPTION: False})
     return engine
 
 

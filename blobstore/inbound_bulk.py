@@ -23,55 +23,58 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
-_LOCK_ENTRIES = text(
+from blobstore.prepared import Prepared
+
+_LOCK_ENTRIES = Prepared("lock_entries", (
     "SELECT id FROM inbound_queue WHERE id = ANY(CAST(:ids AS bigint[])) "
     "AND claimed_by = :worker ORDER BY id FOR NO KEY UPDATE"
-)
-_FINISH_ENTRIES = text("DELETE FROM inbound_queue WHERE id = ANY(CAST(:ids AS bigint[]))")
-_SENT_PARTS = text(
+), {"ids": "bigint[]", "worker": "text"})
+_FINISH_ENTRIES = Prepared(
+    "finish_entries", "DELETE FROM inbound_queue WHERE id = ANY(:ids)", {"ids": "bigint[]"})
+_SENT_PARTS = Prepared("sent_parts", (
     "SELECT DISTINCT ON (v.n) v.n, m.id, m.command_id, m.device_id, m.part_total "
     "FROM unnest(CAST(:links AS text[]), CAST(:smsc_ids AS text[])) "
     "WITH ORDINALITY AS v(link, smsc_id, n) "
     "JOIN messages AS m ON m.link = v.link AND m.smsc_message_id = v.smsc_id "
     "AND m.kind = 'mt' AND m.direction = 'out' "
     "WHERE m.smsc_message_id = ANY(CAST(:smsc_ids AS text[])) ORDER BY v.n, m.id DESC"
-)
-_PART_STATUS = text(
+), {"links": "text[]", "smsc_ids": "text[]"})
+_PART_STATUS = Prepared("part_status", (
     "UPDATE messages AS m SET meta = coalesce(m.meta, '{}'::jsonb) "
     "|| jsonb_build_object('status', v.status) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[])) AS v(id, status) "
     "WHERE m.id = v.id AND m.id = ANY(CAST(:ids AS bigint[]))"
-)
-_LINK = text(
+), {"ids": "bigint[]", "statuses": "text[]"})
+_LINK = Prepared("link", (
     "UPDATE messages AS m SET device_id = coalesce(v.device_id, m.device_id), "
     "command_id = coalesce(v.command_id, m.command_id), error = coalesce(v.error, m.error) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:devices AS bigint[]), "
     "CAST(:commands AS bigint[]), CAST(:errors AS text[])) "
     "AS v(id, device_id, command_id, error) WHERE m.id = v.id "
     "AND m.id = ANY(CAST(:ids AS bigint[]))"
-)
-_TOUCH = text(
+), {"ids": "bigint[]", "devices": "bigint[]", "commands": "bigint[]", "errors": "text[]"})
+_TOUCH = Prepared("touch", (
     "UPDATE devices AS d SET last_seen_at = v.at "
     "FROM (SELECT id, max(at) AS at FROM unnest(CAST(:ids AS bigint[]), "
     "CAST(:ats AS timestamptz[])) AS u(id, at) GROUP BY id) AS v "
     "WHERE d.id = v.id AND (d.last_seen_at IS NULL OR d.last_seen_at < v.at)"
-)
-_LOCK_DEVICES = text(
+), {"ids": "bigint[]", "ats": "timestamptz[]"})
+_LOCK_DEVICES = Prepared("lock_devices", (
     "SELECT id, public_key, state, counter_hwm, counter_window FROM devices "
     "WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE"
-)
-_SET_WINDOWS = text(
+), {"ids": "bigint[]"})
+_SET_WINDOWS = Prepared("set_windows", (
     "UPDATE devices AS d SET counter_hwm = v.hwm, counter_window = v.win "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:hwms AS bigint[]), CAST(:wins AS bigint[])) "
     "AS v(id, hwm, win) WHERE d.id = v.id"
-)
-_DEVICE_KEYS = text(
+), {"ids": "bigint[]", "hwms": "bigint[]", "wins": "bigint[]"})
+_DEVICE_KEYS = Prepared("device_keys", (
     # imei is char(15): compared as bpchar, so that its index serves
     "SELECT imei, id, key_id, public_key FROM devices WHERE imei = ANY(CAST(:imeis AS bpchar[]))"
-)
-_REPLY_CONTEXTS = text(
+), {"imeis": "bpchar[]"})
+_REPLY_CONTEXTS = Prepared("reply_contexts", (
     # The devices first (a materialized CTE), then each one's command by the full
     # unique key.  Planned as one join, (key id, counter) alone was looked up
     # first, and matches one command of every device: 93 ms instead of 0.7 ms
@@ -85,25 +88,24 @@ _REPLY_CONTEXTS = text(
     "c.id AS command_id, c.state, c.frame, c.opcode FROM asked AS a "
     "JOIN commands AS c ON c.device_id = a.id AND c.key_id = a.key_id "
     "AND c.counter = a.counter AND c.counter IS NOT NULL"  # the unique index is partial
-)
-_COMMAND_OPCODES = text(
-    "SELECT id, opcode, arguments FROM commands WHERE id = ANY(CAST(:ids AS bigint[]))"
-)
+), {"imeis": "bpchar[]", "key_ids": "integer[]", "counters": "bigint[]"})
+_COMMAND_OPCODES = Prepared(
+    "command_opcodes", "SELECT id, opcode, arguments FROM commands WHERE id = ANY(:ids)",
+    {"ids": "bigint[]"})
 
 
 def lock_entries_txn(conn: Connection, entry_ids: Sequence[int], worker: str) -> set[int]:
     """Lock the claimed items still held by ``worker``; the ids of those (others were lost)."""
     if not entry_ids:
         return set()
-    return {int(r.id) for r in conn.execute(_LOCK_ENTRIES, {"ids": list(entry_ids),
-                                                             "worker": worker})}
+    return {int(r.id) for r in _LOCK_ENTRIES(conn, {"ids": list(entry_ids), "worker": worker})}
 
 
 def finish_entries_txn(conn: Connection, entry_ids: Iterable[int]) -> None:
     """The items are applied: remove them from the queue."""
     ids = list(entry_ids)
     if ids:
-        conn.execute(_FINISH_ENTRIES, {"ids": ids})
+        _FINISH_ENTRIES(conn, {"ids": ids})
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,8 @@ def sent_parts_txn(conn: Connection,
     if not keys:
         return []
     found: dict[int, SentPart] = {}
-    for r in conn.execute(_SENT_PARTS, {"links": [k[0] for k in keys],
-                                        "smsc_ids": [k[1] for k in keys]}):
+    for r in _SENT_PARTS(conn, {"links": [k[0] for k in keys],
+                                "smsc_ids": [k[1] for k in keys]}):
         found[int(r.n)] = SentPart(int(r.id), r.command_id, r.device_id,
                                    int(r.part_total or 1))
     return [found.get(n) for n in range(1, len(keys) + 1)]
@@ -132,7 +134,7 @@ def sent_parts_txn(conn: Connection,
 def set_part_status_txn(conn: Connection, statuses: Mapping[int, str]) -> None:
     """Record each part's latest receipt status in its ``meta`` (``status``)."""
     if statuses:
-        conn.execute(_PART_STATUS, {"ids": list(statuses), "statuses": list(statuses.values())})
+        _PART_STATUS(conn, {"ids": list(statuses), "statuses": list(statuses.values())})
 
 
 @dataclass(frozen=True)
@@ -148,16 +150,16 @@ class Link:
 def link_many_txn(conn: Connection, links: Sequence[Link]) -> None:
     """Attach devices, commands and errors to stored rows (never their bytes)."""
     if links:
-        conn.execute(_LINK, {"ids": [k.message_id for k in links],
-                             "devices": [k.device_id for k in links],
-                             "commands": [k.command_id for k in links],
-                             "errors": [k.error for k in links]})
+        _LINK(conn, {"ids": [k.message_id for k in links],
+                     "devices": [k.device_id for k in links],
+                     "commands": [k.command_id for k in links],
+                     "errors": [k.error for k in links]})
 
 
 def touch_many_txn(conn: Connection, seen: Sequence[tuple[int, datetime]]) -> None:
     """Record when each device was last heard from (never moves backwards)."""
     if seen:
-        conn.execute(_TOUCH, {"ids": [s[0] for s in seen], "ats": [s[1] for s in seen]})
+        _TOUCH(conn, {"ids": [s[0] for s in seen], "ats": [s[1] for s in seen]})
 
 
 @dataclass(frozen=True)
@@ -177,15 +179,15 @@ def lock_devices_txn(conn: Connection, device_ids: Iterable[int]) -> dict[int, H
         return {}
     return {int(r.id): HeldDevice(bytes(r.public_key) if r.public_key is not None else None,
                                   str(r.state), int(r.counter_hwm), int(r.counter_window))
-            for r in conn.execute(_LOCK_DEVICES, {"ids": ids})}
+            for r in _LOCK_DEVICES(conn, {"ids": ids})}
 
 
 def set_windows_txn(conn: Connection, windows: Mapping[int, tuple[int, int]]) -> None:
     """Store each device's new (high-water mark, window) of its replay counters."""
     if windows:
-        conn.execute(_SET_WINDOWS, {"ids": list(windows),
-                                    "hwms": [w[0] for w in windows.values()],
-                                    "wins": [w[1] for w in windows.values()]})
+        _SET_WINDOWS(conn, {"ids": list(windows),
+                            "hwms": [w[0] for w in windows.values()],
+                            "wins": [w[1] for w in windows.values()]})
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ def device_keys_txn(conn: Connection, imeis: Iterable[str]) -> dict[str, DeviceK
     if not wanted:
         return {}
     return {str(r.imei): DeviceKey(int(r.id), int(r.key_id or 0), bytes(r.public_key))
-            for r in conn.execute(_DEVICE_KEYS, {"imeis": wanted})
+            for r in _DEVICE_KEYS(conn, {"imeis": wanted})
             if r.public_key is not None}
 
 
@@ -229,9 +231,9 @@ def reply_targets_txn(conn: Connection,
     if not claims:
         return []
     found: dict[int, ReplyTarget] = {}
-    for r in conn.execute(_REPLY_CONTEXTS, {"imeis": [c[0] for c in claims],
-                                            "key_ids": [c[1] for c in claims],
-                                            "counters": [c[2] for c in claims]}):
+    for r in _REPLY_CONTEXTS(conn, {"imeis": [c[0] for c in claims],
+                                    "key_ids": [c[1] for c in claims],
+                                    "counters": [c[2] for c in claims]}):
         if r.frame is not None and r.public_key is not None:
             found[int(r.n)] = ReplyTarget(int(r.device_id), int(r.key_id or 0),
                                           bytes(r.public_key), int(r.command_id), str(r.state),
@@ -246,4 +248,4 @@ def command_opcodes_txn(conn: Connection,
     if not ids:
         return {}
     return {int(r.id): (str(r.opcode), dict(r.arguments or {}))
-            for r in conn.execute(_COMMAND_OPCODES, {"ids": ids})}
+            for r in _COMMAND_OPCODES(conn, {"ids": ids})}

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
 
+from blobstore.prepared import Prepared
 from blobstore.schema import inbound_queue, messages
 
 
@@ -57,7 +58,7 @@ def enqueue_many_txn(conn: Connection,
             for m, k, link, smsc in items])
 
 
-_CLAIM = text(
+_CLAIM = Prepared("claim_inbound", (
     "WITH due AS (SELECT id FROM inbound_queue WHERE state = 'pending' "
     "AND available_at <= :now AND (claimed_at IS NULL OR claimed_at < :stale) "
     "ORDER BY available_at, id LIMIT :limit FOR NO KEY UPDATE SKIP LOCKED), "
@@ -67,15 +68,15 @@ _CLAIM = text(
     "SELECT c.id, c.message_id, c.kind, c.link, c.smsc_message_id, c.attempts, m.channel, "
     "m.kind AS message_kind, m.peer, m.payload, m.part_seq, m.part_total, m.meta, "
     "m.created_at FROM claimed AS c JOIN messages AS m ON m.id = c.message_id ORDER BY c.id"
-)
-"""The claim, as plain SQL built once: it runs on every round of every worker."""
+), {"now": "timestamptz", "stale": "timestamptz", "limit": "integer", "worker": "text"})
+"""The claim, prepared once per session: it runs on every round of every worker."""
 
 
 def claim_entries_txn(conn: Connection, *, worker: str, now: datetime, lease: timedelta,
                       limit: int) -> list[QueueEntry]:
     """Claim up to ``limit`` due items (oldest first) with their stored rows."""
-    rows = conn.execute(_CLAIM, {"now": now, "stale": now - lease, "limit": limit,
-                                 "worker": worker}).all()
+    rows = _CLAIM(conn, {"now": now, "stale": now - lease, "limit": limit,
+                         "worker": worker}).all()
     return [QueueEntry(int(r.id), int(r.message_id), r.kind, r.link, r.smsc_message_id,
                        int(r.attempts), r.channel, r.message_kind, r.peer, bytes(r.payload),
                        r.part_seq, r.part_total, r.meta, r.created_at) for r in rows]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
@@ -33,6 +34,24 @@ class SessionHandler(TypingProtocol):
     def session_ended(self, proto: SmppProtocol, lost: list[Outstanding],
                       reason: Failure) -> None:
         """The connection is gone; ``lost`` are requests that never got a response."""
+
+
+def no_delay(transport: object) -> bool:
+    """Turn Nagle's algorithm off on the TCP connection under ``transport`` (TLS or not).
+
+    Writes are already coalesced per reactor turn (:meth:`SmppProtocol.flush`);
+    with Nagle on, a small answer written while the previous segment is still
+    unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux), so a
+    lone deliver_sm_resp could stall a window.  Returns True if it was set.
+    """
+    for _ in range(3):  # TCP, or TLS over TCP, perhaps wrapped once more
+        if ITCPTransport.providedBy(transport):
+            cast(Any, transport).setTcpNoDelay(True)
+            return True
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            break
+    return False
 
 
 class SmppProtocol(Protocol):
@@ -56,6 +75,7 @@ class SmppProtocol(Protocol):
     def connectionMade(self) -> None:  # noqa: N802 - Twisted API
         """Tell the handler, then send whatever it queued (the bind)."""
         self.connected_now = True
+        no_delay(self.transport)
         self.handler.session_started(self)
         self.flush()
 

@@ -53,6 +53,11 @@ def _seq_scanned(plan: Any) -> list[str]:
 
 
 def _plans(engine: Engine, run: Any) -> list[list[str]]:
+    """Sequential scans in each statement ``run`` sends, planned custom and generic.
+
+    The statements are prepared (``blobstore.prepared``): after five runs
+    PostgreSQL may keep a generic plan, which must use an index as well.
+    """
     captured: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
@@ -67,9 +72,17 @@ def _plans(engine: Engine, run: Any) -> list[list[str]]:
         cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         scans = []
         for statement, parameters in captured:
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-            plan = cursor.fetchone()[0]
-            scans.append(_seq_scanned(json.loads(plan) if isinstance(plan, str) else plan))
+            if statement.startswith("PREPARE"):
+                continue
+            *guards, execute = statement.split("; ")
+            assert execute.startswith("EXECUTE"), statement
+            found: list[str] = []
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                cursor.execute("; ".join([*guards, f"SET LOCAL plan_cache_mode = {mode}"]))
+                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + execute, parameters)
+                plan = cursor.fetchone()[0]
+                found += _seq_scanned(json.loads(plan) if isinstance(plan, str) else plan)
+            scans.append(found)
         conn.rollback()
     return scans
 

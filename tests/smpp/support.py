@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,3 +109,12 @@ class Memory:
         for _ in range(steps):
             self.reactor.advance(seconds / steps)
             self.settle()
+
+
+def nodelay_of(proto: Any) -> int:
+    """TCP_NODELAY of the socket under ``proto`` (through a TLS layer if there is one)."""
+    transport = proto.transport
+    while not hasattr(transport, "getHandle") or not hasattr(transport.getHandle(),
+                                                              "getsockopt"):
+        transport = transport.transport
+    return int(transport.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))

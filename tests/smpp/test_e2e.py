@@ -13,10 +13,11 @@ from sms_gateway.channel import OutboundMessage, SubmitResult
 from sms_gateway.events import DeliveryStatus
 from sms_gateway.reassembly import Reassembler, add_inbound
 from sms_gateway.routing import Route, Router
+from sms_gateway.smpp.protocol import no_delay
 from sms_gateway.smpp.receipts import MultipartTracker
 from sms_gateway.smpp.simulator import SimulatorConfig, SmscSimulator
 from sms_gateway.udh import Concat, Udh
-from tests.smpp.support import Harness, make_harness
+from tests.smpp.support import Harness, make_harness, nodelay_of
 
 R: Any = reactor
 
@@ -45,6 +46,15 @@ class LoopbackTest(unittest.TestCase):
         return [h.bind.submit(OutboundMessage("+447700900123", i.to_bytes(4, "big"),
                                               request_receipt=False, reference=str(i)))
                 for i in range(n)]
+
+    @defer.inlineCallbacks
+    def test_both_ends_turn_nagle_off_so_a_lone_answer_is_not_held_for_a_delayed_ack(
+            self) -> Any:
+        h = yield defer.ensureDeferred(self.start())
+        assert h.bind.proto is not None
+        self.assertEqual(nodelay_of(h.bind.proto), 1)
+        self.assertEqual(nodelay_of(h.sim.connections[0].proto), 1)
+        self.assertFalse(no_delay(object()))  # no TCP underneath: nothing to set
 
     @defer.inlineCallbacks
     def test_burst_of_10k_with_a_window_loses_nothing(self) -> Any:

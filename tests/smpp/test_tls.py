@@ -20,7 +20,7 @@ from twisted.trial import unittest
 from sms_gateway.channel import OutboundMessage
 from sms_gateway.smpp.links import endpoint_for
 from sms_gateway.smpp.simulator import SimulatorConfig, SmscSimulator
-from tests.smpp.support import link_config, make_harness
+from tests.smpp.support import link_config, make_harness, nodelay_of
 
 R: Any = reactor
 # Twisted builds its server context from pyOpenSSL objects, which pyOpenSSL now deprecates.
@@ -78,6 +78,10 @@ class TlsBindTest(unittest.TestCase):
         yield up
         result = yield h.bind.submit(OutboundMessage("+447700900123", b"over tls"))
         self.assertEqual([s.message_id for s in h.submitted], list(result.message_ids))
+        # Nagle is off on the TCP connection under TLS too, on both ends.
+        assert h.bind.proto is not None
+        self.assertEqual(nodelay_of(h.bind.proto), 1)
+        self.assertEqual(nodelay_of(self.sim.connections[0].proto), 1)
 
     @defer.inlineCallbacks
     def test_bind_refuses_a_server_certificate_from_another_ca(self) -> Any:
