@@ -49,13 +49,19 @@ def enqueue_txn(conn: Connection, message_id: int, kind: str, *, link: str | Non
         message_id=message_id, kind=kind, link=link, smsc_message_id=smsc_message_id))
 
 
+_ENQUEUE = Prepared("enqueue", (
+    "INSERT INTO inbound_queue (message_id, kind, link, smsc_message_id) "
+    "SELECT v.message_id, v.kind, v.link, v.smsc FROM unnest(:ids, :kinds, :links, :smscs) "
+    "WITH ORDINALITY AS v(message_id, kind, link, smsc, n) ORDER BY v.n"  # ids in order given
+), {"ids": "bigint[]", "kinds": "text[]", "links": "text[]", "smscs": "text[]"})
+
+
 def enqueue_many_txn(conn: Connection,
                      items: Sequence[tuple[int, str, str | None, str | None]]) -> None:
     """Queue several stored messages: (message id, kind, link, SMSC id of a receipt) each."""
     if items:
-        conn.execute(insert(inbound_queue), [
-            {"message_id": m, "kind": k, "link": link, "smsc_message_id": smsc}
-            for m, k, link, smsc in items])
+        _ENQUEUE(conn, {"ids": [i[0] for i in items], "kinds": [i[1] for i in items],
+                        "links": [i[2] for i in items], "smscs": [i[3] for i in items]})
 
 
 _CLAIM = Prepared("claim_inbound", (

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Connection, insert, select, text, update
+from sqlalchemy import ColumnElement, Connection, select, update
 
+from blobstore.prepared import Prepared
 from blobstore.schema import command_events, commands
 
 _SETTABLE = frozenset({"last_error", "result", "counter", "key_id", "frame", "next_attempt_at",
@@ -135,11 +136,11 @@ class Change:
 
 _MANY_FIELDS = ("result", "last_error", "next_attempt_at")
 
-_LOCK_MANY = text(
-    "SELECT id, state, device_id FROM commands WHERE id = ANY(CAST(:ids AS bigint[])) "
+_LOCK_MANY = Prepared("lock_commands", (
+    "SELECT id, state, device_id FROM commands WHERE id = ANY(:ids) "
     "ORDER BY id FOR NO KEY UPDATE"
-)
-_UPDATE_MANY = text(
+), {"ids": "bigint[]"})
+_UPDATE_MANY = Prepared("update_commands", (
     "UPDATE commands AS c SET state = v.state, updated_at = :now, "
     "finished_at = CASE WHEN v.terminal THEN :now ELSE c.finished_at END, "
     "claimed_by = CASE WHEN v.state = 'queued' THEN NULL ELSE c.claimed_by END, "
@@ -153,7 +154,20 @@ _UPDATE_MANY = text(
     "CAST(:nexts AS timestamptz[])) "
     "AS v(id, state, terminal, set_result, result, set_error, last_error, set_next, "
     "next_attempt_at) WHERE c.id = v.id"
-)
+), {"now": "timestamptz", "ids": "bigint[]", "states": "text[]", "terminal": "boolean[]",
+    "set_result": "boolean[]", "results": "text[]", "set_error": "boolean[]",
+    "errors": "text[]", "set_next": "boolean[]", "nexts": "timestamptz[]"})
+_INSERT_EVENTS = Prepared("insert_events", (
+    "INSERT INTO command_events (command_id, device_id, from_state, to_state, event, "
+    "actor, at, details) SELECT v.command_id, v.device_id, v.from_state, v.to_state, "
+    "v.event, v.actor, coalesce(v.at, now()), CAST(v.details AS jsonb) "
+    "FROM unnest(:command_ids, :device_ids, :from_states, :to_states, :events, :actors, "
+    ":ats, :details) WITH ORDINALITY "
+    "AS v(command_id, device_id, from_state, to_state, event, actor, at, details, n) "
+    "ORDER BY v.n"  # ids in the order given: a command's history reads by id
+), {"command_ids": "bigint[]", "device_ids": "bigint[]", "from_states": "text[]",
+    "to_states": "text[]", "events": "text[]", "actors": "text[]", "ats": "timestamptz[]",
+    "details": "text[]"})
 
 
 def transition_many_txn(conn: Connection, changes: Sequence[Change], *, machine: Machine,
@@ -171,10 +185,10 @@ def transition_many_txn(conn: Connection, changes: Sequence[Change], *, machine:
     ids = sorted({c.command_id for c in changes})
     current: dict[int, tuple[str, int]] = {
         int(r.id): (str(r.state), int(r.device_id))
-        for r in conn.execute(_LOCK_MANY, {"ids": ids})} if ids else {}
+        for r in _LOCK_MANY(conn, {"ids": ids})} if ids else {}
     done: list[Transition | None] = []
     final: dict[int, dict[str, Any]] = {}
-    events: list[dict[str, Any]] = []
+    events: list[_Event] = []
     for change in changes:
         now_state = current.get(change.command_id)
         if now_state is None:
@@ -190,14 +204,26 @@ def transition_many_txn(conn: Connection, changes: Sequence[Change], *, machine:
         row = final.setdefault(change.command_id, {})
         row["state"] = to_state
         row.update(change.fields or {})
-        events.append({"command_id": change.command_id, "device_id": device_id,
-                       "from_state": state, "to_state": to_state, "event": change.event,
-                       "actor": change.actor, "at": now,
-                       "details": _with_note(change.details, machine.note(state, change.event))})
+        events.append((change.command_id, device_id, state, to_state, change.event,
+                       change.actor, now,
+                       _with_note(change.details, machine.note(state, change.event))))
     if final:
-        conn.execute(_UPDATE_MANY, _many_params(final, machine, now))
-        conn.execute(insert(command_events), events)
+        _UPDATE_MANY(conn, _many_params(final, machine, now))
+        _insert_events(conn, events)
     return done
+
+
+_Event = tuple[int, int, str | None, str, str, str, datetime | None, Mapping[str, Any]]
+"""command id, device id, from state, to state, event, actor, time (None: now()), details."""
+
+
+def _insert_events(conn: Connection, events: Sequence[_Event]) -> None:
+    if events:
+        _INSERT_EVENTS(conn, {
+            "command_ids": [e[0] for e in events], "device_ids": [e[1] for e in events],
+            "from_states": [e[2] for e in events], "to_states": [e[3] for e in events],
+            "events": [e[4] for e in events], "actors": [e[5] for e in events],
+            "ats": [e[6] for e in events], "details": [json.dumps(e[7]) for e in events]})
 
 
 def _many_params(final: Mapping[int, Mapping[str, Any]], machine: Machine,
@@ -265,13 +291,9 @@ def record_events_txn(conn: Connection, transitions: Iterable[Transition], *, ev
 
     ``now`` None stamps the rows with the database's transaction time.
     """
-    when = {} if now is None else {"at": now}
-    rows = [{"command_id": t.command_id, "device_id": t.device_id,
-             "from_state": t.from_state or None, "to_state": t.to_state, "event": event,
-             "actor": actor, "details": dict(details or {}), **when}
-            for t in transitions]
-    if rows:
-        conn.execute(insert(command_events), rows)
+    note = dict(details or {})
+    _insert_events(conn, [(t.command_id, t.device_id, t.from_state or None, t.to_state, event,
+                           actor, now, note) for t in transitions])
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,18 @@ _INFO_KEY = "mepl_prepared"
 PLAN_GUARDS = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
                "SET LOCAL plan_cache_mode = force_generic_plan; ")
 """Sent before each statement (same round trip): planned once, as index scans."""
+STATEMENTS: dict[str, Prepared] = {}
+"""Every :class:`Prepared` statement, by its server-side name."""
 OPTION = "mepl_prepared_statements"
 """Execution option (on the engine) that turns prepared statements off when False."""
 
 
 class Prepared:
-    """One statement, run as ``EXECUTE name(...)`` on sessions that have it prepared."""
+    """One statement, run as ``EXECUTE name(...)`` on sessions that have it prepared.
+
+    Every instance is listed in :data:`STATEMENTS` by its server-side name
+    (the query-plan tests EXPLAIN what an ``EXECUTE`` runs).
+    """
 
     def __init__(self, name: str, sql: str, params: Mapping[str, str]) -> None:
         if not _NAME.fullmatch(name):
@@ -76,9 +82,14 @@ class Prepared:
         casts = ", ".join(f"CAST(%({p})s AS {params[p]})" for p in order)
         self.execute_sql = f"{PLAN_GUARDS}EXECUTE {self.name}({casts})"
         # The plain form, for sessions without prepared statements: same casts.
-        self.plain_sql = PLAN_GUARDS + _PARAM.sub(
+        self.body_sql = _PARAM.sub(
             lambda m: f"CAST(%({m.group(1)})s AS {params[m.group(1)]})", sql.replace("%", "%%"))
+        """The statement with its arguments inline (pyformat), without the plan guards."""
+        self.plain_sql = PLAN_GUARDS + self.body_sql
         self._params = frozenset(params)
+        known = STATEMENTS.setdefault(self.name, self)
+        if known.prepare_sql != self.prepare_sql:
+            raise ValueError(f"two different statements named {self.name}")
 
     def __call__(self, conn: Connection, args: Mapping[str, Any]) -> CursorResult[Any]:
         """Run the statement with ``args`` (one value per declared parameter)."""

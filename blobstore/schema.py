@@ -197,7 +197,7 @@ class Command(Base):
         CheckConstraint(_in("state", COMMAND_STATES), name="state"),
         CheckConstraint("priority BETWEEN 0 AND 1000", name="priority"),
         CheckConstraint("attempts >= 0", name="attempts"),
-        Index(None, "state", "priority", "created_at"),
+        Index(None, "state", "priority", "created_at", "id"),  # the claim's whole order
         Index(None, "device_id", "created_at"),
         Index(
             "uq_commands_key_id_device_id_counter", "key_id", "device_id", "counter",

@@ -19,8 +19,13 @@ from sqlalchemy import event, text
 from twisted.trial.unittest import SynchronousTestCase
 
 from blobstore.fanouts import fanout_states_txn
+from blobstore.prepared import STATEMENTS
 from mepl.app.history import live_events_txn
-from mepl.runtime.outbound_txn import housekeeping_txn, record_submitted_txn
+from mepl.runtime.outbound_txn import (
+    claim_commands_txn,
+    housekeeping_txn,
+    record_submitted_txn,
+)
 from signing.alerts import make_alert
 from sms_gateway.udh import Concat, Udh
 from tests.mepl.helpers import SERVER_NUMBER, World
@@ -29,19 +34,28 @@ BIG_TABLES = frozenset({"commands", "messages", "command_events", "inbound_queue
 IMEIS = ("490154203237518", "356938035643809")
 
 
-def _seq_scans(plan: Any) -> list[str]:
-    found: list[str] = []
+def _nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every plan node in an EXPLAIN (FORMAT JSON) result."""
+    found: list[dict[str, Any]] = []
     if isinstance(plan, dict):
-        relation = str(plan.get("Relation Name"))
-        if relation.startswith("messages_part_"):  # a partition of messages
-            relation = "messages"
-        if plan.get("Node Type") == "Seq Scan" and relation in BIG_TABLES:
-            found.append(relation)
+        if "Node Type" in plan:
+            found.append(plan)
         for value in plan.values():
-            found += _seq_scans(value)
+            found += _nodes(value)
     elif isinstance(plan, list):
         for item in plan:
-            found += _seq_scans(item)
+            found += _nodes(item)
+    return found
+
+
+def _seq_scans(plan: Any) -> list[str]:
+    found: list[str] = []
+    for node in _nodes(plan):
+        relation = str(node.get("Relation Name"))
+        if relation.startswith("messages_part_"):  # a partition of messages
+            relation = "messages"
+        if node["Node Type"] == "Seq Scan" and relation in BIG_TABLES:
+            found.append(relation)
     return found
 
 
@@ -74,8 +88,12 @@ class QueryPlanTests(SynchronousTestCase):
 
         def capture(conn: Any, cursor: Any, statement: str, parameters: Any,
                     context: Any, executemany: bool) -> None:
-            if not executemany and statement.lstrip().split(None, 1)[0].upper() in (
-                    "SELECT", "UPDATE", "DELETE", "INSERT", "WITH"):
+            statement = statement.split("; ")[-1]  # after a prepared statement's plan guards
+            first = statement.lstrip().split(None, 1)[0].upper()
+            if first == "EXECUTE":  # a prepared statement: EXPLAIN what it runs
+                name = statement.split(None, 1)[1].split("(", 1)[0]
+                captured.append((STATEMENTS[name].body_sql, parameters))
+            elif not executemany and first in ("SELECT", "UPDATE", "DELETE", "INSERT", "WITH"):
                 captured.append((statement, parameters))
 
         devices = [w.enrol(imei, f"+44770090010{n}") for n, imei in enumerate(IMEIS)]
@@ -83,8 +101,50 @@ class QueryPlanTests(SynchronousTestCase):
         self._run_both_flows(w, devices)
         event.remove(w.engine, "before_cursor_execute", capture)
         self.assertGreater(len(captured), 30)
+        executed = {s.split(" ", 1)[0] for s, _ in captured}
+        self.assertLessEqual({"SELECT", "UPDATE", "DELETE", "INSERT", "WITH"}, executed)
         offenders = seq_scan_offenders(w.engine, captured)
         self.assertEqual(offenders, [])
+
+    def test_the_claim_reads_no_more_queued_rows_than_it_claims(self) -> None:
+        # A fan-out queues every command with the same created_at: the claim's
+        # order (priority, created_at, id) must come from the index, or each claim
+        # reads and sorts the whole queue.
+        w = World.create()
+        self.addCleanup(w.engine.dispose)
+        device, _ = w.enrol(IMEIS[0], "+447700900100")
+        with w.engine.connect() as conn:
+            conn.execute(text(
+                "INSERT INTO commands (device_id, opcode, arguments, priority, requested_by, "
+                "not_after, created_at) SELECT :d, 'status_query', '{}', 5, 'test', :late, :at "
+                "FROM generate_series(1, 2000)"), {"d": device, "at": w.now,
+                                                    "late": w.now + timedelta(hours=1)})
+            conn.execute(text("ANALYZE commands"))
+            conn.commit()
+        captured: list[tuple[str, Any]] = []
+
+        def capture(conn: Any, cursor: Any, statement: str, parameters: Any,
+                    context: Any, executemany: bool) -> None:
+            if "LIMIT" in statement and "FOR NO KEY UPDATE SKIP LOCKED" in statement:
+                captured.append((statement, parameters))
+
+        event.listen(w.engine, "before_cursor_execute", capture)
+        claimed = w.run(claim_commands_txn, worker="t", now=w.now, limit=10)
+        event.remove(w.engine, "before_cursor_execute", capture)
+        self.assertEqual([c.id for c in claimed], sorted(c.id for c in claimed))
+        self.assertEqual(len(claimed), 10)
+        [(statement, parameters)] = captured
+        with w.engine.connect() as conn:
+            raw: Any = conn.connection.dbapi_connection
+            with raw.cursor() as cursor:
+                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+                plan = cursor.fetchone()[0]
+            raw.rollback()
+        nodes = _nodes(plan)
+        self.assertNotIn("Sort", [n["Node Type"] for n in nodes])
+        scanned = [n for n in nodes if n.get("Relation Name") == "commands"
+                   and n["Node Type"] == "Index Scan" and "state" in n.get("Index Cond", "")]
+        self.assertEqual([n["Actual Rows"] <= 20 for n in scanned], [True])
 
     def _run_both_flows(self, w: World, devices: list[Any]) -> None:
         (first, handset), (second, other) = devices
