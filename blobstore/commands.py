@@ -77,7 +77,9 @@ def command_record(row: Any) -> CommandRecord:
     return CommandRecord(**values)
 
 
-_FIELDS = frozenset(CommandRecord.__dataclass_fields__)
+COMMAND_FIELDS = tuple(CommandRecord.__dataclass_fields__)
+"""The ``commands`` columns a :class:`CommandRecord` holds, in order."""
+_FIELDS = frozenset(COMMAND_FIELDS)
 
 
 def _values(command: NewCommand) -> dict[str, Any]:

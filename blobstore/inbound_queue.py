@@ -65,15 +65,18 @@ def enqueue_many_txn(conn: Connection,
 
 
 _CLAIM = Prepared("claim_inbound", (
-    "WITH due AS (SELECT id FROM inbound_queue WHERE state = 'pending' "
+    # Rows are found by id (= ANY of an array): index look-ups whatever the
+    # planner estimates, never a join it could turn into a scan of a whole key.
+    "WITH due AS MATERIALIZED (SELECT id FROM inbound_queue WHERE state = 'pending' "
     "AND available_at <= :now AND (claimed_at IS NULL OR claimed_at < :stale) "
     "ORDER BY available_at, id LIMIT :limit FOR NO KEY UPDATE SKIP LOCKED), "
-    "claimed AS (UPDATE inbound_queue AS q SET claimed_by = :worker, claimed_at = :now, "
-    "attempts = q.attempts + 1 FROM due WHERE q.id = due.id "
+    "claimed AS MATERIALIZED (UPDATE inbound_queue AS q SET claimed_by = :worker, "
+    "claimed_at = :now, attempts = q.attempts + 1 WHERE q.id = ANY(ARRAY(SELECT id FROM due)) "
     "RETURNING q.id, q.message_id, q.kind, q.link, q.smsc_message_id, q.attempts) "
     "SELECT c.id, c.message_id, c.kind, c.link, c.smsc_message_id, c.attempts, m.channel, "
     "m.kind AS message_kind, m.peer, m.payload, m.part_seq, m.part_total, m.meta, "
-    "m.created_at FROM claimed AS c JOIN messages AS m ON m.id = c.message_id ORDER BY c.id"
+    "m.created_at FROM claimed AS c JOIN messages AS m ON m.id = c.message_id "
+    "WHERE m.id = ANY(ARRAY(SELECT message_id FROM claimed)) ORDER BY c.id"
 ), {"now": "timestamptz", "stale": "timestamptz", "limit": "integer", "worker": "text"})
 """The claim, prepared once per session: it runs on every round of every worker."""
 

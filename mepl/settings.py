@@ -62,7 +62,10 @@ class DispatchConfig:
     receipt for a submit never recorded is dropped after ``receipt_wait_s``.
     ``dispatch_lanes`` dispatch rounds (claim, seal, submit, record) and
     ``inbound_lanes`` worker rounds run at once in each process, so one
-    round's claim overlaps another's wait for the SMSC or the store.
+    round's claim overlaps another's wait for the SMSC or the store.  A
+    worker woken by newly stored items waits ``inbound_linger_ms`` before
+    claiming, so that one round applies what arrives meanwhile (the
+    SMSC's answer never waits for it: items are acknowledged once stored).
     An alert raised more than ``alert_max_age_s`` ago or more than
     ``alert_max_skew_s`` in the future is refused.
     """
@@ -84,6 +87,7 @@ class DispatchConfig:
     alert_max_skew_s: float = 600.0
     dispatch_lanes: int = 2
     inbound_lanes: int = 2
+    inbound_linger_ms: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server_number", _sender_address(self.server_number))
@@ -98,6 +102,8 @@ class DispatchConfig:
             raise ValueError("every interval and timeout must be > 0")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not 0 <= self.inbound_linger_ms <= 1000:
+            raise ValueError("inbound_linger_ms must be between 0 and 1000")
         if not (1 <= self.dispatch_lanes <= 16 and 1 <= self.inbound_lanes <= 16):
             raise ValueError("dispatch_lanes and inbound_lanes must be between 1 and 16")
 

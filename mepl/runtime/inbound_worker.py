@@ -70,7 +70,7 @@ class InboundWorker(OneByOne):
         self._rounds = Lanes(clock, self.run_once, count=config.inbound_lanes,
                              idle_s=config.poll_interval_s,
                              busy=lambda claimed: claimed >= config.inbound_batch,
-                             name="inbound")
+                             name="inbound", linger_s=config.inbound_linger_ms / 1000)
 
     # ------------------------------------------------------------ scheduling
     def start(self) -> None:

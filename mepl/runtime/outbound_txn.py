@@ -19,11 +19,18 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from blobstore.commands import CommandRecord, command_record, set_frames_txn
+from blobstore.commands import COMMAND_FIELDS, CommandRecord, command_record, set_frames_txn
 from blobstore.counters import allocate_counters_txn
 from blobstore.inbound_queue import expire_waiting_txn, wake_found_txn, wake_receipts_txn
-from blobstore.lifecycle import bulk_transition_txn, transition_txn
+from blobstore.lifecycle import (
+    Transition,
+    bulk_transition_txn,
+    record_events_txn,
+    transition_ids_txn,
+    transition_txn,
+)
 from blobstore.messages import NewMessage, insert_messages_txn
+from blobstore.prepared import Prepared
 from blobstore.schema import commands, devices, messages
 from blobstore.server_keys import device_keys_txn
 from mepl.core import lifecycle
@@ -60,6 +67,28 @@ class ReadyCommand:
 Sealer = Callable[[ClaimedCommand], bytes]
 
 
+_CLAIM_SOURCES = sorted(str(s) for s in lifecycle.sources(Event.CLAIM))
+_CLAIM_TARGET = str(lifecycle.target(Event.CLAIM))
+# The statement below sets only these columns: it would need more for a target
+# that ends a command (finished_at) or puts it back in the queue (claimed_*).
+assert len(_CLAIM_SOURCES) == 1 and _CLAIM_TARGET not in lifecycle.TERMINAL
+assert _CLAIM_TARGET != "queued"
+_CLAIM_COMMANDS = Prepared("claim_commands", (
+    # The claim's order is the index's (state, priority, created_at, id): the scan
+    # stops at the limit.  The rows are then updated by id (= ANY of the chosen
+    # ids, an index look-up), never by a join the planner could make a scan of
+    # the whole key.  (The f-string adds column names only.)
+    "WITH chosen AS MATERIALIZED (SELECT id FROM commands WHERE state = :source "  # noqa: S608
+    "AND next_attempt_at <= :now AND not_after > :now ORDER BY priority, created_at, id "
+    "LIMIT :limit FOR NO KEY UPDATE SKIP LOCKED) "
+    "UPDATE commands AS c SET state = :target, updated_at = :now, claimed_by = :worker, "
+    "claimed_at = :now, attempts = c.attempts + 1 "
+    "WHERE c.id = ANY(ARRAY(SELECT id FROM chosen)) "
+    f"RETURNING {', '.join(f'c.{f}' for f in COMMAND_FIELDS)}"
+), {"source": "text", "target": "text", "now": "timestamptz", "limit": "integer",
+    "worker": "text"})
+
+
 def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
                        limit: int) -> list[CommandRecord]:
     """Claim up to ``limit`` due commands for ``worker``: queued -> sending.
@@ -67,12 +96,12 @@ def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
     Rows locked by another dispatcher are skipped, not waited for.  Order:
     priority (lower first), then age.  Each claim counts as an attempt.
     """
-    rows = bulk_transition_txn(
-        conn, Event.CLAIM, machine=lifecycle, now=now, actor=worker,
-        where=(commands.c.next_attempt_at <= now, commands.c.not_after > now),
-        order_by=(commands.c.priority, commands.c.created_at, commands.c.id), limit=limit,
-        values={"claimed_by": worker, "claimed_at": now, "attempts": commands.c.attempts + 1},
-        returning=tuple(c for c in commands.c if c.name not in ("id", "device_id")))
+    rows = _CLAIM_COMMANDS(conn, {"source": _CLAIM_SOURCES[0], "target": _CLAIM_TARGET,
+                                  "now": now, "limit": limit, "worker": worker}).all()
+    record_events_txn(conn, sorted((Transition(int(r.id), int(r.device_id),
+                                               _CLAIM_SOURCES[0], _CLAIM_TARGET)
+                                    for r in rows), key=lambda t: t.command_id),
+                      event=Event.CLAIM, actor=worker, now=now)
     return sorted((command_record(r) for r in rows),
                   key=lambda c: (c.priority, c.created_at, c.id))
 
@@ -173,12 +202,9 @@ def record_submits_txn(conn: Connection, sent: Sequence[Submitted],
         by_link.setdefault(s.link, []).extend(s.message_ids)
     for link, ids in by_link.items():
         wake_receipts_txn(conn, link=link, smsc_message_ids=ids, now=now)
-    moved = 0
-    if sent:
-        moved = len(bulk_transition_txn(
-            conn, Event.SUBMITTED, machine=lifecycle, now=now, actor=actor, skip_locked=False,
-            where=(commands.c.id.in_([s.command.command_id for s in sent]),),
-            order_by=(commands.c.id,)))  # one lock order for every writer
+    moved = len(transition_ids_txn(  # waits for locked rows, in id order (as every writer)
+        conn, Event.SUBMITTED, [s.command.command_id for s in sent], machine=lifecycle,
+        now=now, actor=actor))
     for failure in failed:
         event = Event.SUBMIT_RETRY if failure.retry_at is not None else Event.SUBMIT_FAILED
         fields: dict[str, Any] = {"last_error": failure.error}

@@ -5,8 +5,12 @@ one round's database work overlaps another's wait (the SMSC's answers, the
 store's commits); each round claims its own rows (``SKIP LOCKED``).
 
 One round runs at a time.  When a round ends the next is scheduled at once
-if it was busy (``busy(result)``) or someone called :meth:`Rounds.wake`
-meanwhile, otherwise after ``idle_s``.  A failed round is logged and counts
+if it was busy (``busy(result)``), after ``linger_s`` if someone called
+:meth:`Rounds.wake` meanwhile, otherwise after ``idle_s``.  A wake-up of an
+idle loop also runs its round after ``linger_s``: under a steady trickle
+(the inbound queue, woken by every stored batch) lingering a few
+milliseconds lets one round take what several tiny ones would have, so a
+transaction's fixed cost is shared by more items.  A failed round is logged and counts
 as idle; the loop goes on.  :meth:`Rounds.stop` fires once the round in
 progress has finished.
 """
@@ -29,10 +33,13 @@ class Rounds:
     """Runs ``run_once`` again and again until stopped."""
 
     def __init__(self, clock: Clock, run_once: Callable[[], Deferred[Any]], *,
-                 idle_s: float | None, busy: Callable[[Any], bool], name: str) -> None:
+                 idle_s: float | None, busy: Callable[[Any], bool], name: str,
+                 linger_s: float = 0.0) -> None:
         self._clock = clock
         self._run_once = run_once
         self._idle_s = idle_s
+        self._linger_s = linger_s
+        self._lingering = False
         self._busy = busy
         self._name = name
         self._timer: DelayedCall | None = None
@@ -43,18 +50,24 @@ class Rounds:
     def start(self) -> None:
         """Run the first round now."""
         self._stopping = False
-        self.wake()
+        self._schedule(0)
 
     def wake(self) -> None:
-        """Run a round as soon as the current one (if any) has finished."""
+        """Run a round once the current one (if any) has finished, after ``linger_s``."""
         if self._stopping:
             return
         if self._running is not None:
             self._again = True
             return
+        if self._lingering and self._timer is not None and self._timer.active():
+            return  # already due soon: a later wake-up does not postpone it
+        self._schedule(self._linger_s)
+
+    def _schedule(self, delay: float, lingering: bool = True) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        self._timer = self._clock.callLater(0, self._tick)
+        self._lingering = lingering
+        self._timer = self._clock.callLater(delay, self._tick)
 
     def stop(self) -> Deferred[None]:
         """No more rounds; fires once the round in progress (if any) has finished."""
@@ -82,10 +95,12 @@ class Rounds:
                 busy = self._busy(result)
             if self._stopping:
                 return
-            if busy or self._again:
-                self._timer = self._clock.callLater(0, self._tick)
+            if busy:
+                self._schedule(0)
+            elif self._again:
+                self._schedule(self._linger_s)
             elif self._idle_s is not None:  # None: idle until woken
-                self._timer = self._clock.callLater(self._idle_s, self._tick)
+                self._schedule(self._idle_s, lingering=False)
 
         self._running.addBoth(next_round)
 
@@ -99,9 +114,10 @@ class Lanes:
     """
 
     def __init__(self, clock: Clock, run_once: Callable[[], Deferred[Any]], *, count: int,
-                 idle_s: float, busy: Callable[[Any], bool], name: str) -> None:
+                 idle_s: float, busy: Callable[[Any], bool], name: str,
+                 linger_s: float = 0.0) -> None:
         self._lanes = [Rounds(clock, run_once, idle_s=idle_s if i == 0 else None, busy=busy,
-                              name=f"{name}[{i}]")
+                              name=f"{name}[{i}]", linger_s=linger_s)
                        for i in range(max(count, 1))]
 
     def start(self) -> None:

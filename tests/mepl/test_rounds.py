@@ -53,6 +53,41 @@ class RoundsTests(SynchronousTestCase):
         self.assertEqual(self.calls, 2)
         self.successResultOf(loop.stop())
 
+    def lingering(self) -> Rounds:
+        return Rounds(self.clock, self.run_once, idle_s=5, busy=lambda n: n >= 10, name="t",
+                      linger_s=0.005)
+
+    def test_a_woken_idle_loop_lingers_and_later_wake_ups_do_not_postpone_it(self) -> None:
+        loop = self.lingering()
+        loop.start()
+        self.clock.advance(0)
+        self.assertEqual(self.calls, 1)  # the first round does not linger
+        loop.wake()
+        self.clock.advance(0.004)
+        loop.wake()  # more stored meanwhile: the same round takes it
+        self.assertEqual(self.calls, 1)
+        self.clock.advance(0.001)
+        self.assertEqual(self.calls, 2)
+        self.clock.advance(0.005)
+        self.assertEqual(self.calls, 2)  # idle again: next poll after idle_s
+        self.successResultOf(loop.stop())
+
+    def test_a_wake_during_a_round_lingers_but_a_busy_round_is_followed_at_once(
+            self) -> None:
+        loop = self.lingering()
+        self.pending = Deferred()
+        loop.start()
+        self.clock.advance(0)
+        loop.wake()
+        running, self.pending = self.pending, None
+        running.callback(3)  # not busy, but woken meanwhile
+        self.clock.advance(0.004)
+        self.assertEqual(self.calls, 1)
+        self.results = [10, 0]
+        self.clock.advance(0.001)
+        self.assertEqual(self.calls, 3)  # that round was busy: the next ran at once
+        self.successResultOf(loop.stop())
+
     def test_a_failed_round_is_logged_and_the_loop_goes_on(self) -> None:
         self.results = [RuntimeError("boom"), 0]
         loop = self.rounds()
