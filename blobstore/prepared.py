@@ -74,18 +74,17 @@ class Prepared:
         order = list(params)
         position = {p: i for i, p in enumerate(order, start=1)}
         self.name = f"mepl_{name}"
-        self.sql = sql
-        # exec_driver_sql always formats (pyformat): a literal % is written %%.
-        body = _PARAM.sub(lambda m: f"${position[m.group(1)]}", sql.replace("%", "%%"))
+        escaped = sql.replace("%", "%%")  # exec_driver_sql always formats (pyformat)
+        body = _PARAM.sub(lambda m: f"${position[m.group(1)]}", escaped)
         self.prepare_sql = (f"PREPARE {self.name}({', '.join(params[p] for p in order)}) "
                             f"AS {body}")
         casts = ", ".join(f"CAST(%({p})s AS {params[p]})" for p in order)
         self.execute_sql = f"{PLAN_GUARDS}EXECUTE {self.name}({casts})"
-        # The plain form, for sessions without prepared statements: same casts.
         self.body_sql = _PARAM.sub(
-            lambda m: f"CAST(%({m.group(1)})s AS {params[m.group(1)]})", sql.replace("%", "%%"))
+            lambda m: f"CAST(%({m.group(1)})s AS {params[m.group(1)]})", escaped)
         """The statement with its arguments inline (pyformat), without the plan guards."""
         self.plain_sql = PLAN_GUARDS + self.body_sql
+        """The plain form, for sessions without prepared statements: same casts."""
         self._params = frozenset(params)
         known = STATEMENTS.setdefault(self.name, self)
         if known.prepare_sql != self.prepare_sql:

@@ -71,8 +71,9 @@ _CLAIM_SOURCES = sorted(str(s) for s in lifecycle.sources(Event.CLAIM))
 _CLAIM_TARGET = str(lifecycle.target(Event.CLAIM))
 # The statement below sets only these columns: it would need more for a target
 # that ends a command (finished_at) or puts it back in the queue (claimed_*).
-assert len(_CLAIM_SOURCES) == 1 and _CLAIM_TARGET not in lifecycle.TERMINAL
-assert _CLAIM_TARGET != "queued"
+if (len(_CLAIM_SOURCES) != 1 or _CLAIM_TARGET in lifecycle.TERMINAL
+        or _CLAIM_TARGET == "queued"):
+    raise RuntimeError("the claim statement no longer fits the lifecycle table")
 _CLAIM_COMMANDS = Prepared("claim_commands", (
     # The claim's order is the index's (state, priority, created_at, id): the scan
     # stops at the limit.  The rows are then updated by id (= ANY of the chosen

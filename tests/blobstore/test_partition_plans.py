@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event, text
 
 from blobstore.inbound_bulk import Link, link_many_txn, sent_parts_txn, set_part_status_txn
 from tests.support.pg import migrated_database
+from tests.support.plans import plan_nodes
 
 ROWS = 20_000
 
@@ -39,24 +40,17 @@ def engine() -> Iterator[Engine]:
 
 
 def _seq_scanned(plan: Any) -> list[str]:
-    found: list[str] = []
-    if isinstance(plan, dict):
-        if plan.get("Node Type") == "Seq Scan" and plan.get("Actual Rows", 0) + plan.get(
-                "Rows Removed by Filter", 0) > 100:
-            found.append(str(plan.get("Relation Name")))
-        for value in plan.values():
-            found += _seq_scanned(value)
-    elif isinstance(plan, list):
-        for item in plan:
-            found += _seq_scanned(item)
-    return found
+    return [str(n.get("Relation Name")) for n in plan_nodes(plan)
+            if n["Node Type"] == "Seq Scan"
+            and n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0) > 100]
 
 
 def _plans(engine: Engine, run: Any) -> list[list[str]]:
     """Sequential scans in each statement ``run`` sends, planned custom and generic.
 
-    The statements are prepared (``blobstore.prepared``): after five runs
-    PostgreSQL may keep a generic plan, which must use an index as well.
+    The statements are prepared (``blobstore.prepared``) and run with a forced
+    generic plan; the plain form of the same SQL is custom-planned.  Both
+    must use an index.
     """
     captured: list[tuple[str, Any]] = []
 

@@ -29,28 +29,15 @@ from mepl.runtime.outbound_txn import (
 from signing.alerts import make_alert
 from sms_gateway.udh import Concat, Udh
 from tests.mepl.helpers import SERVER_NUMBER, World
+from tests.support.plans import plan_nodes
 
 BIG_TABLES = frozenset({"commands", "messages", "command_events", "inbound_queue", "devices"})
 IMEIS = ("490154203237518", "356938035643809")
 
 
-def _nodes(plan: Any) -> list[dict[str, Any]]:
-    """Every plan node in an EXPLAIN (FORMAT JSON) result."""
-    found: list[dict[str, Any]] = []
-    if isinstance(plan, dict):
-        if "Node Type" in plan:
-            found.append(plan)
-        for value in plan.values():
-            found += _nodes(value)
-    elif isinstance(plan, list):
-        for item in plan:
-            found += _nodes(item)
-    return found
-
-
 def _seq_scans(plan: Any) -> list[str]:
     found: list[str] = []
-    for node in _nodes(plan):
+    for node in plan_nodes(plan):
         relation = str(node.get("Relation Name"))
         if relation.startswith("messages_part_"):  # a partition of messages
             relation = "messages"
@@ -145,7 +132,7 @@ class QueryPlanTests(SynchronousTestCase):
                 cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + execute, parameters)
                 plan = cursor.fetchone()[0]
             conn.rollback()
-        read = [(n["Node Type"], n["Actual Rows"]) for n in _nodes(plan)
+        read = [(n["Node Type"], n["Actual Rows"]) for n in plan_nodes(plan)
                 if n.get("Relation Name") == "commands" and n["Node Type"] != "ModifyTable"]
         self.assertEqual([(kind, rows <= 10) for kind, rows in read],
                          [("Index Scan", True)] * 2, read)
