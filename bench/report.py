@@ -481,10 +481,9 @@ def _rates(series: Sequence[Mapping[str, Any]], key: str, window: float = 1.0
            ) -> tuple[list[float], list[float]]:
     """(times, rate of ``key`` per second over the last ``window`` seconds)."""
     times, rates = [], []
+    series = [s for s in series if key in s]  # progress counts are sparser than samples
     j = 0
     for i, sample in enumerate(series):
-        if key not in sample:
-            continue
         while j < i and sample["t"] - series[j]["t"] > window:
             j += 1
         k = max(0, j - 1) if j else 0

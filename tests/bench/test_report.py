@@ -158,3 +158,14 @@ def test_bench_queued_samples_memory_while_starting_claiming_and_idling(
 def test_report_refuses_sizes_below_one(bad: list[str]) -> None:
     with pytest.raises(SystemExit):
         report.parse_args(["--out", "x", *bad])
+
+
+def test_rates_skip_samples_without_the_key_and_measure_between_those_with_it() -> None:
+    # Progress counts are budgeted, so most samples carry only the harness's own figures.
+    series = [{"t": 0.0, "done": 0}, {"t": 0.2, "smsc_accepted": 5},
+              {"t": 0.4, "smsc_accepted": 9}, {"t": 1.0, "done": 50},
+              {"t": 1.2, "smsc_accepted": 30}, {"t": 2.0, "done": 150}]
+    times, rates = report._rates(series, "done")
+    assert times == [1.0, 2.0]
+    # Each rate runs from the newest count at least a window (1 s) older.
+    assert rates == pytest.approx([50.0, 75.0])
