@@ -2,17 +2,18 @@
 
 COPY skips per-row statement parsing and is several times faster than a
 multi-row INSERT.  Errors come back as SQLAlchemy exceptions (``IntegrityError``,
-``OperationalError``...) like every other statement, so the pool's retry
-rules and callers' ``except`` clauses apply unchanged.
+``OperationalError``...) like every other statement, a lost connection is
+invalidated (:mod:`blobstore.driver`), so the pool's retry rules and
+callers' ``except`` clauses apply unchanged.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+
+from blobstore import driver
 
 # PostgreSQL text cannot hold NUL: it becomes U+FFFD (the exact bytes of a
 # message are in its payload BLOB anyway).
@@ -34,12 +35,4 @@ def bytea_cell(value: bytes) -> str:
 
 def copy_from_text(conn: Connection, statement: str, data: str) -> None:
     """Run ``COPY ... FROM STDIN`` with ``data`` (COPY text format) on ``conn``'s transaction."""
-    dbapi_conn: Any = conn.connection.dbapi_connection
-    dbapi: Any = conn.dialect.dbapi
-    try:
-        with dbapi_conn.cursor() as cursor:
-            cursor.copy_expert(statement, io.StringIO(data))
-    except dbapi.Error as exc:
-        raise DBAPIError.instance(
-            statement, None, exc, dbapi.Error, dialect=conn.dialect
-        ) from exc
+    driver.copy_from(conn, statement, io.StringIO(data))

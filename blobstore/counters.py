@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, literal_column, text
+from sqlalchemy import Connection, literal_column
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from blobstore.prepared import Prepared
 from blobstore.schema import MAX_COUNTER, server_key_counters
 
 
@@ -41,14 +42,13 @@ def allocate_counter_txn(conn: Connection, key_id: int, device_id: int, count: i
     return first
 
 
-_ALLOCATE_MANY = text(
+_ALLOCATE_MANY = Prepared("allocate_counters", (
     "INSERT INTO server_key_counters (key_id, device_id, next_counter) "
-    "SELECT k, d, 1 + n FROM unnest(CAST(:keys AS integer[]), CAST(:devices AS bigint[]), "
-    "CAST(:counts AS bigint[])) AS v(k, d, n) "
+    "SELECT k, d, 1 + n FROM unnest(:keys, :devices, :counts) AS v(k, d, n) "
     "ON CONFLICT (key_id, device_id) DO UPDATE "
     "SET next_counter = server_key_counters.next_counter + EXCLUDED.next_counter - 1 "
     "RETURNING key_id, device_id, next_counter"
-)
+), {"keys": "integer[]", "devices": "bigint[]", "counts": "bigint[]"})
 
 
 def allocate_counters_txn(conn: Connection,
@@ -65,9 +65,9 @@ def allocate_counters_txn(conn: Connection,
     if any(wanted[p] < 1 for p in pairs):
         raise ValueError("count must be at least 1")
     firsts: dict[tuple[int, int], int] = {}
-    for row in conn.execute(_ALLOCATE_MANY, {"keys": [p[0] for p in pairs],
-                                             "devices": [p[1] for p in pairs],
-                                             "counts": [wanted[p] for p in pairs]}):
+    for row in _ALLOCATE_MANY(conn, {"keys": [p[0] for p in pairs],
+                                     "devices": [p[1] for p in pairs],
+                                     "counts": [wanted[p] for p in pairs]}):
         pair = (int(row.key_id), int(row.device_id))
         first = int(row.next_counter) - wanted[pair]
         if first + wanted[pair] - 1 > MAX_COUNTER:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from blobstore.prepared import Prepared
 from blobstore.schema import inbound_queue, messages
@@ -126,6 +126,12 @@ def wait_for_submit_txn(conn: Connection, entry_id: int, *, message_id: int, lin
         smsc_message_id=smsc_message_id, claimed_by=None, claimed_at=None))
 
 
+_WAKE_RECEIPTS = Prepared("wake_receipts", (
+    "UPDATE inbound_queue SET state = 'pending', available_at = :now "
+    "WHERE kind = 'dlr' AND link = :link AND smsc_message_id = ANY(:ids)"
+), {"link": "text", "ids": "text[]", "now": "timestamptz"})
+
+
 def wake_receipts_txn(conn: Connection, *, link: str, smsc_message_ids: Sequence[str],
                       now: datetime) -> int:
     """Receipts waiting for these submits (or in flight) become due now; returns how many.
@@ -135,13 +141,8 @@ def wake_receipts_txn(conn: Connection, *, link: str, smsc_message_ids: Sequence
     second sees the other: a receipt is never left waiting for a submit that
     is recorded.
     """
-    result = conn.execute(
-        update(inbound_queue)
-        .where(and_(inbound_queue.c.kind == "dlr", inbound_queue.c.link == link,
-                    inbound_queue.c.smsc_message_id.in_(list(smsc_message_ids))))
-        .values(state="pending", available_at=now)
-    )
-    return int(result.rowcount)
+    return _WAKE_RECEIPTS(conn, {"link": link, "ids": list(smsc_message_ids),
+                                 "now": now}).rowcount
 
 
 _WAKE_FOUND = text(

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, cast, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from blobstore.copy import NULL, bytea_cell, copy_from_text, text_cell
+from blobstore.prepared import Prepared
 from blobstore.schema import CHANNELS, DIRECTIONS, messages
 
 _KIND = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -163,6 +164,11 @@ def _int_cell(value: int | None) -> str:
     return NULL if value is None else str(int(value))
 
 
+_NEXT_IDS = Prepared("message_ids", (
+    "SELECT nextval('messages_id_seq') AS id FROM generate_series(1, :n)"
+), {"n": "integer"})
+
+
 def insert_messages_txn(conn: Connection, batch: Sequence[NewMessage]) -> list[int]:
     """Store many messages with COPY; return their ids in ``batch`` order.
 
@@ -173,10 +179,7 @@ def insert_messages_txn(conn: Connection, batch: Sequence[NewMessage]) -> list[i
     """
     if not batch:
         return []
-    ids = [int(r[0]) for r in conn.execute(
-        text("SELECT nextval('messages_id_seq') FROM generate_series(1, :n)"),
-        {"n": len(batch)},
-    )]
+    ids = [int(r.id) for r in _NEXT_IDS(conn, {"n": len(batch)})]
     plain = "".join(f"{i}\t{m.copy_text}\n" for i, m in zip(ids, batch, strict=True)
                     if m.created_at is None)
     dated = "".join(f"{i}\t{m.copy_text}\t{m.created_at.isoformat()}\n"

@@ -43,7 +43,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
+
+from blobstore import driver
+from blobstore.driver import Rows
 
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -74,7 +77,7 @@ class Prepared:
         order = list(params)
         position = {p: i for i, p in enumerate(order, start=1)}
         self.name = f"mepl_{name}"
-        escaped = sql.replace("%", "%%")  # exec_driver_sql always formats (pyformat)
+        escaped = sql.replace("%", "%%")  # the driver formats every statement (pyformat)
         body = _PARAM.sub(lambda m: f"${position[m.group(1)]}", escaped)
         self.prepare_sql = (f"PREPARE {self.name}({', '.join(params[p] for p in order)}) "
                             f"AS {body}")
@@ -90,15 +93,19 @@ class Prepared:
         if known.prepare_sql != self.prepare_sql:
             raise ValueError(f"two different statements named {self.name}")
 
-    def __call__(self, conn: Connection, args: Mapping[str, Any]) -> CursorResult[Any]:
-        """Run the statement with ``args`` (one value per declared parameter)."""
+    def __call__(self, conn: Connection, args: Mapping[str, Any]) -> Rows:
+        """Run the statement with ``args`` (one value per declared parameter).
+
+        It runs on the driver's cursor (:mod:`blobstore.driver`), in ``conn``'s
+        transaction, with SQLAlchemy's error handling.
+        """
         if args.keys() != self._params:
             raise TypeError(f"{self.name}: arguments {sorted(args)} but parameters "
                             f"{sorted(self._params)}")
         if not conn.get_execution_options().get(OPTION, True):
-            return conn.exec_driver_sql(self.plain_sql, dict(args))
+            return driver.execute(conn, self.plain_sql, args)
         done: set[str] = conn.connection.info.setdefault(_INFO_KEY, set())
         if self.name not in done:
-            conn.exec_driver_sql(self.prepare_sql)
+            driver.execute(conn, self.prepare_sql, {})
             done.add(self.name)
-        return conn.exec_driver_sql(self.execute_sql, dict(args))
+        return driver.execute(conn, self.execute_sql, args)

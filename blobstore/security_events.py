@@ -8,6 +8,7 @@ message they are about.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from blobstore.prepared import Prepared
 from blobstore.schema import security_events
 
 
@@ -50,12 +52,22 @@ class NewSecurityEvent:
     details: Mapping[str, Any]
 
 
+_INSERT_MANY = Prepared("insert_security_events", (
+    "INSERT INTO security_events (device_id, kind, message_id, at, details) "
+    "SELECT v.device_id, v.kind, v.message_id, v.at, CAST(v.details AS jsonb) "
+    "FROM unnest(:device_ids, :kinds, :message_ids, :ats, :details) WITH ORDINALITY "
+    "AS v(device_id, kind, message_id, at, details, n) ORDER BY v.n"  # ids in the order given
+), {"device_ids": "bigint[]", "kinds": "text[]", "message_ids": "bigint[]",
+    "ats": "timestamptz[]", "details": "text[]"})
+
+
 def record_security_events_txn(conn: Connection, events: Sequence[NewSecurityEvent]) -> None:
-    """Append several security events at once (one multi-row insert)."""
+    """Append several security events at once (one statement, ids in the order given)."""
     if events:
-        conn.execute(insert(security_events), [
-            {"device_id": e.device_id, "kind": e.kind, "message_id": e.message_id, "at": e.at,
-             "details": dict(e.details)} for e in events])
+        _INSERT_MANY(conn, {
+            "device_ids": [e.device_id for e in events], "kinds": [e.kind for e in events],
+            "message_ids": [e.message_id for e in events], "ats": [e.at for e in events],
+            "details": [json.dumps(dict(e.details)) for e in events]})
 
 
 def device_security_events_txn(conn: Connection, device_id: int, *,

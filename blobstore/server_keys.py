@@ -17,7 +17,16 @@ from datetime import datetime
 from sqlalchemy import Connection, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from blobstore.prepared import Prepared
 from blobstore.schema import device_server_keys, devices
+
+_PIN_MISSING = Prepared("pin_missing", (
+    "INSERT INTO device_server_keys (device_id, key_id) SELECT id, :key FROM unnest(:ids) AS "
+    "v(id) ORDER BY id ON CONFLICT (device_id) DO NOTHING"
+), {"ids": "bigint[]", "key": "integer"})
+_ACCEPTED_KEYS = Prepared("accepted_keys", (
+    "SELECT device_id, key_id FROM device_server_keys WHERE device_id = ANY(:ids)"
+), {"ids": "bigint[]"})
 
 
 def device_keys_txn(conn: Connection, device_ids: Collection[int], *,
@@ -26,12 +35,10 @@ def device_keys_txn(conn: Connection, device_ids: Collection[int], *,
     if not device_ids:
         return {}
     ids = sorted(set(device_ids))
-    conn.execute(pg_insert(device_server_keys)
-                 .values([{"device_id": i, "key_id": default_key} for i in ids])
-                 .on_conflict_do_nothing(index_elements=["device_id"]))
-    rows = conn.execute(select(device_server_keys.c.device_id, device_server_keys.c.key_id)
-                        .where(device_server_keys.c.device_id.in_(ids))).all()
-    return {int(r.device_id): int(r.key_id) for r in rows}
+    _PIN_MISSING(conn, {"ids": ids, "key": default_key})
+    # A second statement (a new snapshot): it sees a row another transaction
+    # committed while the insert above skipped it as a conflict.
+    return {int(r.device_id): int(r.key_id) for r in _ACCEPTED_KEYS(conn, {"ids": ids})}
 
 
 def accept_key_txn(conn: Connection, device_id: int, key_id: int, now: datetime) -> None:

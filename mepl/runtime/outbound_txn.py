@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, update
 
 from blobstore.commands import COMMAND_FIELDS, CommandRecord, command_record, set_frames_txn
 from blobstore.counters import allocate_counters_txn
@@ -31,7 +31,7 @@ from blobstore.lifecycle import (
 )
 from blobstore.messages import NewMessage, insert_messages_txn
 from blobstore.prepared import Prepared
-from blobstore.schema import commands, devices, messages
+from blobstore.schema import commands, messages
 from blobstore.server_keys import device_keys_txn
 from mepl.core import lifecycle
 from mepl.core.lifecycle import Event
@@ -90,6 +90,11 @@ _CLAIM_COMMANDS = Prepared("claim_commands", (
     "worker": "text"})
 
 
+_CLAIMED_DEVICES = Prepared("claimed_devices", (
+    "SELECT id, imei, msisdn, state FROM devices WHERE id = ANY(:ids)"
+), {"ids": "bigint[]"})
+
+
 def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
                        limit: int) -> list[CommandRecord]:
     """Claim up to ``limit`` due commands for ``worker``: queued -> sending.
@@ -119,10 +124,8 @@ def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: i
     claimed = claim_commands_txn(conn, worker=worker, now=now, limit=limit)
     if not claimed:
         return []
-    ids = {c.device_id for c in claimed}
-    info = {int(r.id): r for r in conn.execute(
-        select(devices.c.id, devices.c.imei, devices.c.msisdn, devices.c.state)
-        .where(devices.c.id.in_(ids)))}
+    info = {int(r.id): r for r in _CLAIMED_DEVICES(
+        conn, {"ids": sorted({c.device_id for c in claimed})})}
     keys = device_keys_txn(conn, [c.device_id for c in claimed if c.frame is None],
                            default_key=key_id)
     failures: dict[int, str] = {}
