@@ -71,23 +71,24 @@ _CLAIM_SOURCES = sorted(str(s) for s in lifecycle.sources(Event.CLAIM))
 _CLAIM_TARGET = str(lifecycle.target(Event.CLAIM))
 # The statement below sets only these columns: it would need more for a target
 # that ends a command (finished_at) or puts it back in the queue (claimed_*).
-if (len(_CLAIM_SOURCES) != 1 or _CLAIM_TARGET in lifecycle.TERMINAL
+# It reads ix_commands_queue, an index of queued commands only (migration 0009).
+if (_CLAIM_SOURCES != ["queued"] or _CLAIM_TARGET in lifecycle.TERMINAL
         or _CLAIM_TARGET == "queued"):
     raise RuntimeError("the claim statement no longer fits the lifecycle table")
 _CLAIM_COMMANDS = Prepared("claim_commands", (
-    # The claim's order is the index's (state, priority, created_at, id): the scan
-    # stops at the limit.  The rows are then updated by id (= ANY of the chosen
-    # ids, an index look-up), never by a join the planner could make a scan of
-    # the whole key.  (The f-string adds column names only.)
-    "WITH chosen AS MATERIALIZED (SELECT id FROM commands WHERE state = :source "  # noqa: S608
+    # The claim's order is the index's (ix_commands_queue: priority, created_at, id
+    # of queued commands; the state is written out, so the partial index matches
+    # a generic plan): the scan stops at the limit.  The rows are then updated by
+    # id (= ANY of the chosen ids, an index look-up), never by a join the planner
+    # could make a scan of the whole key.  (The f-string adds column names only.)
+    "WITH chosen AS MATERIALIZED (SELECT id FROM commands WHERE state = 'queued' "  # noqa: S608
     "AND next_attempt_at <= :now AND not_after > :now ORDER BY priority, created_at, id "
     "LIMIT :limit FOR NO KEY UPDATE SKIP LOCKED) "
     "UPDATE commands AS c SET state = :target, updated_at = :now, claimed_by = :worker, "
     "claimed_at = :now, attempts = c.attempts + 1 "
     "WHERE c.id = ANY(ARRAY(SELECT id FROM chosen)) "
     f"RETURNING {', '.join(f'c.{f}' for f in COMMAND_FIELDS)}"
-), {"source": "text", "target": "text", "now": "timestamptz", "limit": "integer",
-    "worker": "text"})
+), {"target": "text", "now": "timestamptz", "limit": "integer", "worker": "text"})
 
 
 _CLAIMED_DEVICES = Prepared("claimed_devices", (
@@ -102,8 +103,8 @@ def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
     Rows locked by another dispatcher are skipped, not waited for.  Order:
     priority (lower first), then age.  Each claim counts as an attempt.
     """
-    rows = _CLAIM_COMMANDS(conn, {"source": _CLAIM_SOURCES[0], "target": _CLAIM_TARGET,
-                                  "now": now, "limit": limit, "worker": worker}).all()
+    rows = _CLAIM_COMMANDS(conn, {"target": _CLAIM_TARGET, "now": now, "limit": limit,
+                                  "worker": worker}).all()
     record_events_txn(conn, sorted((Transition(int(r.id), int(r.device_id),
                                                _CLAIM_SOURCES[0], _CLAIM_TARGET)
                                     for r in rows), key=lambda t: t.command_id),
