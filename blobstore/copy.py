@@ -25,7 +25,11 @@ NULL = "\\N"
 
 def text_cell(value: str | None) -> str:
     """A text value in COPY text format (tabs, newlines, backslashes escaped; NUL to U+FFFD)."""
-    return NULL if value is None else value.translate(_ESCAPES)
+    if value is None:
+        return NULL
+    if value.isprintable() and "\\" not in value:  # tab, newlines and NUL are not printable
+        return value
+    return value.translate(_ESCAPES)
 
 
 def bytea_cell(value: bytes) -> str:

@@ -113,7 +113,8 @@ def _meta_json(meta: Mapping[str, Any] | None) -> str | None:
     # JSONB refuses \u0000 too.
     if meta is None:
         return None
-    return json.dumps(dict(meta)).replace("\\u0000", "\\ufffd")
+    text = json.dumps(meta if isinstance(meta, dict) else dict(meta))
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
 
 
 def _no_nul(value: str | None) -> str | None:

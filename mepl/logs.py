@@ -201,11 +201,23 @@ def start_logging(level: str = "info", stream: TextIO | None = None,
                                      redirectStandardIO=False)
 
 
-def freeze_startup_objects() -> None:
-    """Move everything allocated at start-up out of the collector's generations.
+YOUNG_COLLECTION_THRESHOLD = 20_000
+"""Allocations between young-generation collections (Python's default is 700)."""
 
-    Without it, a full collection walks every long-lived object (modules,
-    config, SQLAlchemy metadata) and can stall the reactor by 100-300 ms.
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated at start-up out of the collector's generations,
+    and collect the young generation less often.
+
+    Without the freeze, a full collection walks every long-lived object
+    (modules, config, SQLAlchemy metadata) and can stall the reactor by
+    100-300 ms.  The loop allocates and frees thousands of short-lived objects
+    per batch (rows, PDUs, Deferreds); at the default threshold the collector
+    ran every 700 of them and walked whatever batch was in flight, about 5 %
+    of MEPL's CPU in a fan-out (perf).  Cyclic garbage waits a little longer
+    (at most ``YOUNG_COLLECTION_THRESHOLD`` objects, a few MB).
     """
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from typing import Any
@@ -11,7 +12,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from mepl.cli.common import GeneralConfig
-from mepl.logs import REDACTED, build_observer, is_secret_field, redact_event
+from mepl.logs import (
+    REDACTED,
+    YOUNG_COLLECTION_THRESHOLD,
+    build_observer,
+    freeze_startup_objects,
+    is_secret_field,
+    redact_event,
+)
 
 SECRETS = {"password": "pw-hunter2", "passphrase": "correct horse battery",
            "secret": "s3cr3t-value", "key": "k3y-material", "bind_password": "bindpw77",
@@ -106,3 +114,15 @@ class JsonLogTests(SynchronousTestCase):
         self.assertIn("text or json", str(caught.exception))
         with self.assertRaises(ValueError):
             build_observer("info", io.StringIO(), "xml")
+
+
+def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
+    before = gc.get_threshold()
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, before[1], before[2])
+        assert YOUNG_COLLECTION_THRESHOLD > before[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
