@@ -122,7 +122,7 @@ def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
         freeze_startup_objects()
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, before[1], before[2])
-        assert YOUNG_COLLECTION_THRESHOLD > before[0]
+        assert before[0] < YOUNG_COLLECTION_THRESHOLD
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
