@@ -26,7 +26,9 @@ scan the claim re-read thousands of dead entries each time (1.1 ms a claim).
 
 The statement is written with named ``:parameters`` and a declared
 PostgreSQL type for each; the arguments are cast to those types in the
-``EXECUTE``, so lists of NULLs and empty lists need no special care.  Which
+``EXECUTE``, so lists of NULLs and empty lists need no special care.  Lists
+go as one array literal each (:mod:`blobstore.array_literals`), not as
+``ARRAY[...]`` expressions of one constant per element.  Which
 sessions have which statement is kept in the pooled connection's ``info``,
 which SQLAlchemy clears when the connection is invalidated and replaced.  A
 ``PREPARE`` outlives a rolled-back transaction (it is not transactional).
@@ -46,6 +48,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from blobstore import driver
+from blobstore.array_literals import encoder_for
 from blobstore.driver import Rows
 
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
@@ -89,6 +92,8 @@ class Prepared:
         self.plain_sql = PLAN_GUARDS + self.body_sql
         """The plain form, for sessions without prepared statements: same casts."""
         self._params = frozenset(params)
+        self._arrays = {p: e for p, e in ((p, encoder_for(t)) for p, t in params.items())
+                        if e is not None}
         known = STATEMENTS.setdefault(self.name, self)
         if known.prepare_sql != self.prepare_sql:
             raise ValueError(f"two different statements named {self.name}")
@@ -102,6 +107,7 @@ class Prepared:
         if args.keys() != self._params:
             raise TypeError(f"{self.name}: arguments {sorted(args)} but parameters "
                             f"{sorted(self._params)}")
+        args = {**args, **{p: encode(args[p]) for p, encode in self._arrays.items()}}
         if not conn.get_execution_options().get(OPTION, True):
             return driver.execute(conn, self.plain_sql, args)
         done: set[str] = conn.connection.info.setdefault(_INFO_KEY, set())
