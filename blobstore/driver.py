@@ -55,7 +55,7 @@ def _row_type(names: tuple[str, ...]) -> Any:
 
         @property
         def _mapping(self) -> dict[str, Any]:
-            return dict(zip(self._fields, self, strict=True))
+            return self._asdict()
 
     return Row
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from blobstore.commands import set_frames_txn
 from blobstore.lifecycle import Change, transition_ids_txn, transition_many_txn
@@ -24,7 +24,7 @@ from mepl.core import lifecycle
 from mepl.core.lifecycle import Event
 from mepl.runtime.outbound_txn import claim_commands_txn
 from tests.support.pg import migrated_database
-from tests.support.plans import plan_nodes
+from tests.support.plans import explain_executes, plan_nodes
 
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
 
@@ -49,31 +49,14 @@ def engine() -> Iterator[Engine]:
 
 
 def _commands_scans(engine: Engine, run: Callable[[Connection], Any]) -> list[tuple[str, str]]:
-    """(node type, index) of every plan node reading ``commands``, generic plans."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "EXECUTE " in statement:
-            captured.append((statement, parameters))
-
-    with engine.connect() as conn:
-        event.listen(conn, "before_cursor_execute", capture)
-        run(conn)
-        event.remove(conn, "before_cursor_execute", capture)
-        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        found: list[tuple[str, str]] = []
-        for statement, parameters in captured:
-            *guards, execute = statement.split("; ")
-            cursor.execute("; ".join(guards))
-            cursor.execute("EXPLAIN (FORMAT JSON) " + execute, parameters)
-            plan = cursor.fetchone()[0]
-            nodes = plan_nodes(plan)
-            found += [("Sort", "") for n in nodes if n["Node Type"] == "Sort"]
-            found += [(n["Node Type"], n.get("Index Name", "")) for n in nodes
-                      if n.get("Relation Name") == "commands" and n["Node Type"] != "ModifyTable"]
-        conn.rollback()
-    assert captured, "no prepared statement ran"
-    return found
+    """(node type, index) of every plan node reading ``commands``, and every Sort:
+    generic plans."""
+    plans = [plan for per_mode in explain_executes(engine, run) for plan in per_mode]
+    assert plans, "no prepared statement ran"
+    nodes = [n for plan in plans for n in plan_nodes(plan)]
+    return ([("Sort", "") for n in nodes if n["Node Type"] == "Sort"]
+            + [(n["Node Type"], n.get("Index Name", "")) for n in nodes
+               if n.get("Relation Name") == "commands" and n["Node Type"] != "ModifyTable"])
 
 
 def _ids(engine: Engine) -> list[int]:

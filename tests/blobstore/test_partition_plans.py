@@ -9,16 +9,15 @@ index, not a sequential scan of the month's partition.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, text
 
 from blobstore.inbound_bulk import Link, link_many_txn, sent_parts_txn, set_part_status_txn
 from tests.support.pg import migrated_database
-from tests.support.plans import plan_nodes
+from tests.support.plans import explain_executes, plan_nodes
 
 ROWS = 20_000
 
@@ -52,33 +51,9 @@ def _plans(engine: Engine, run: Any) -> list[list[str]]:
     generic plan; the plain form of the same SQL is custom-planned.  Both
     must use an index.
     """
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-                executemany: bool) -> None:
-        captured.append((statement, parameters))
-
-    with engine.connect() as conn:
-        event.listen(conn, "before_cursor_execute", capture)
-        run(conn)
-        event.remove(conn, "before_cursor_execute", capture)
-        conn.rollback()
-        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        scans = []
-        for statement, parameters in captured:
-            if statement.startswith("PREPARE"):
-                continue
-            *guards, execute = statement.split("; ")
-            assert execute.startswith("EXECUTE"), statement
-            found: list[str] = []
-            for mode in ("force_custom_plan", "force_generic_plan"):
-                cursor.execute("; ".join([*guards, f"SET LOCAL plan_cache_mode = {mode}"]))
-                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + execute, parameters)
-                plan = cursor.fetchone()[0]
-                found += _seq_scanned(json.loads(plan) if isinstance(plan, str) else plan)
-            scans.append(found)
-        conn.rollback()
-    return scans
+    return [[scan for plan in per_mode for scan in _seq_scanned(plan)]
+            for per_mode in explain_executes(
+                engine, run, modes=("force_custom_plan", "force_generic_plan"), analyze=True)]
 
 
 def test_linking_a_batch_of_rows_reads_them_by_index(engine: Engine) -> None:
