@@ -613,6 +613,17 @@ class Run:
                 total += value
         self.metrics[f"{prefix}_mepl"] = total
 
+    def busy_and_acks(self, prefix: str, cpu0: Mapping[str, float | None],
+                      cpu1: Mapping[str, float | None], wall0: float) -> None:
+        """How busy the cores were in a phase, and how fast MEPL acknowledged deliver_sm."""
+        busy = sum((cpu1[k] or 0) - (cpu0[k] or 0) for k in cpu0)
+        self.metrics[f"{prefix}_cpu_busy_percent"] = (
+            busy / ((time.perf_counter() - wall0) * (os.cpu_count() or 1)) * 100)
+        acks = [1000 * s for s in self.sim.ack_seconds]
+        if acks:
+            self.metrics[f"{prefix}_ack_p50_ms"] = percentile(acks, 50)
+            self.metrics[f"{prefix}_ack_p99_ms"] = percentile(acks, 99)
+
     # -- phase: latency on an idle system ---------------------------------------
     async def latency(self) -> None:
         self.phase_name = "latency phase"
@@ -685,7 +696,9 @@ class Run:
         await sleep(self.reactor, self.opts.settle)  # statistics flushed: a clean start
         xact0 = await self.db(xact_count, self.harness_db)
         cpu0 = self.cpu_snapshot()
+        wall0 = time.perf_counter()
         accepted0 = self.sim.stats["accepted"]
+        self.sim.ack_seconds.clear()
         committed = await self.db(self._queue_fanout, tag)
         series = self.sampler.phase(fanout_counts(tag), lambda: {
             "smsc_accepted": self.sim.stats["accepted"] - accepted0}, committed)
@@ -701,6 +714,7 @@ class Run:
                             lambda: deferToThread(self._settled), self.opts.timeout, status,
                             every=0.2)
         cpu1 = self.cpu_snapshot()
+        self.busy_and_acks("fanout", cpu0, cpu1, wall0)
         await sleep(self.reactor, self.opts.settle)
         xact1 = await self.db(xact_count, self.harness_db)
         facts = await self.db(self._fanout_facts, tag)
@@ -771,6 +785,8 @@ class Run:
         await sleep(self.reactor, self.opts.settle)
         xact0 = await self.db(xact_count, self.harness_db)
         cpu0 = self.cpu_snapshot()
+        wall0 = time.perf_counter()
+        self.sim.ack_seconds.clear()
         acked: list[float] = []
         refused: list[int] = []
 
@@ -799,6 +815,7 @@ class Run:
             lambda: self.harness_db.scalar("SELECT count(*) FROM inbound_queue") == 0),
             self.opts.timeout, status, every=0.2)
         cpu1 = self.cpu_snapshot()
+        self.busy_and_acks("alerts", cpu0, cpu1, wall0)
         await sleep(self.reactor, self.opts.settle)
         xact1 = await self.db(xact_count, self.harness_db)
         last_applied, hwm, applied = await self.db(self._alert_facts)
@@ -928,9 +945,15 @@ LINES: tuple[tuple[str, str, str], ...] = (
     ("fanout_cpu_us_mepl_2", "fan-out: CPU us/command, MEPL 2", "{:,.0f}"),
     ("fanout_cpu_us_postgres", "fan-out: CPU us/command, PostgreSQL", "{:,.0f}"),
     ("fanout_cpu_us_harness", "fan-out: CPU us/command, harness", "{:,.0f}"),
+    ("fanout_cpu_busy_percent", "fan-out: all processes' CPU, % of the cores", "{:,.0f}"),
+    ("fanout_ack_p50_ms", "fan-out: deliver_sm -> deliver_sm_resp p50, ms", "{:,.1f}"),
+    ("fanout_ack_p99_ms", "fan-out: deliver_sm -> deliver_sm_resp p99, ms", "{:,.1f}"),
     ("alerts_stored_per_s", "alerts: MO stored/s (deliver_sm_resp)", "{:,.0f}"),
     ("alerts_applied_per_s", "alerts: verified + applied/s", "{:,.0f}"),
     ("alerts_xact_per_alert", "alerts: transactions per alert", "{:,.2f}"),
+    ("alerts_cpu_busy_percent", "alerts: all processes' CPU, % of the cores", "{:,.0f}"),
+    ("alerts_ack_p50_ms", "alerts: deliver_sm -> deliver_sm_resp p50, ms", "{:,.1f}"),
+    ("alerts_ack_p99_ms", "alerts: deliver_sm -> deliver_sm_resp p99, ms", "{:,.1f}"),
     ("alerts_cpu_us_mepl", "alerts: CPU us/alert, MEPL (all)", "{:,.0f}"),
     ("alerts_cpu_us_mepl_1", "alerts: CPU us/alert, MEPL 1", "{:,.0f}"),
     ("alerts_cpu_us_mepl_2", "alerts: CPU us/alert, MEPL 2", "{:,.0f}"),

@@ -42,7 +42,7 @@ class InboundReceiver:
     """``on_inbound`` and ``on_receipt`` for every SMPP bind; ``on_callback`` for HTTP ones."""
 
     def __init__(self, *, runner: InteractionRunner, clock: Clock, wake: Callable[[], None],
-                 max_rows: int = 200, max_delay_s: float = 0.002) -> None:
+                 max_rows: int = 200, max_delay_s: float = 0.0) -> None:
         self._wake = wake
         self._batcher = MessageBatcher(runner, clock, max_rows=max_rows,
                                        max_delay_s=max_delay_s,

@@ -103,6 +103,10 @@ class SubmittedMessage:
     at: float
 
 
+ACK_SAMPLES = 500_000
+"""How many deliver_sm acknowledgement times the simulator keeps (the latest)."""
+
+
 class SimConnection:
     """One ESME connection to the simulator (the session handler)."""
 
@@ -163,6 +167,8 @@ class SimConnection:
     def _on_deliver_done(self, event: ResponseReceived | ResponseTimedOut) -> None:
         ok = isinstance(event, ResponseReceived) and event.pdu.status == codec.ESME_ROK
         self.sim.stats["deliver_ok" if ok else "deliver_error"] += 1
+        if ok:
+            self.sim.ack_seconds.append(self.sim.clock.seconds() - event.request.sent_at)
         d = event.request.context
         if not isinstance(d, Deferred):
             return
@@ -221,6 +227,8 @@ class SmscSimulator:
                       "disconnects": 0, "receipts": 0, "mo": 0, "bad_pdus": 0, "rejected": 0,
                       "deliver_sm": 0, "deliver_ok": 0, "deliver_error": 0,
                       "dropped_binds": 0}
+        self.ack_seconds: deque[float] = deque(maxlen=ACK_SAMPLES)
+        """deliver_sm sent -> its deliver_sm_resp, the latest answered ones (callers clear it)."""
         self._storm = 0
 
     def factory(self) -> Factory:
