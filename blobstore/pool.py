@@ -22,7 +22,9 @@ thread and returns an already-fired Deferred, for unit tests.
 from __future__ import annotations
 
 import contextlib
+import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
@@ -33,9 +35,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
+from twisted.python.failure import Failure
 
 from blobstore.config import DatabaseConfig
 from blobstore.errors import StoreUnavailableError
@@ -121,12 +122,21 @@ def run_transaction(engine: Engine, desc: str, fn_txn: Callable[..., T],
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_Job = tuple[Deferred[Any], str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
 class DatabasePool:
-    """Runs ``*_txn`` functions on a thread pool with the injected reactor.
+    """Runs ``*_txn`` functions on ``max_threads`` worker threads with the injected reactor.
 
     ``max_threads`` should not exceed the engine's pool size plus overflow, so
     a worker never waits for a connection.  Call :meth:`start` before use
-    and :meth:`stop` at shutdown (it waits for running transactions).
+    and :meth:`stop` at shutdown (it waits for the transactions already queued).
+
+    The workers are plain threads taking jobs from one ``queue.SimpleQueue``
+    and handing results back with ``callFromThread``: a transaction costs
+    one queue put and one reactor wake-up, without the general thread pool's
+    per-call context and worker bookkeeping (measured as a few percent of the
+    process's busy time under load).
     """
 
     def __init__(self, engine: Engine, reactor: IReactorFromThreads, *, max_threads: int = 4,
@@ -138,7 +148,10 @@ class DatabasePool:
         self._reactor = reactor
         self._attempts = retry_attempts
         self._backoff_s = retry_backoff_s
-        self._threadpool = ThreadPool(minthreads=0, maxthreads=max_threads, name=name)
+        self._max_threads = max_threads
+        self._name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._running = False
         self._shutdown_trigger: Any = None
 
@@ -153,7 +166,10 @@ class DatabasePool:
     def start(self) -> None:
         """Start the worker threads; they are stopped at reactor shutdown at the latest."""
         if not self._running:
-            self._threadpool.start()
+            self._threads = [threading.Thread(target=self._work, name=f"{self._name}-{i}")
+                             for i in range(self._max_threads)]
+            for thread in self._threads:
+                thread.start()
             self._running = True
             if IReactorCore.providedBy(self._reactor):
                 # A reactor stopped by Ctrl-C before the owner's stop() ran would
@@ -165,7 +181,11 @@ class DatabasePool:
         """Stop the worker threads after the transactions already queued."""
         if self._running:
             self._running = False
-            self._threadpool.stop()
+            for _ in self._threads:
+                self._jobs.put(None)  # after every job already queued
+            for thread in self._threads:
+                thread.join()
+            self._threads = []
             trigger, self._shutdown_trigger = self._shutdown_trigger, None
             if trigger is not None:
                 with contextlib.suppress(ValueError, KeyError):  # already firing
@@ -176,10 +196,21 @@ class DatabasePool:
         """Run ``fn_txn(conn, *args, **kwargs)`` in one transaction on a worker thread."""
         if not self._running:
             return fail(RuntimeError(f"{desc}: the database pool is not running"))
-        return deferToThreadPool(
-            self._reactor, self._threadpool, run_transaction, self.engine, desc, fn_txn,
-            args, kwargs, attempts=self._attempts, backoff_s=self._backoff_s,
-        )
+        d: Deferred[T] = Deferred()
+        self._jobs.put((d, desc, fn_txn, args, kwargs))
+        return d
+
+    def _work(self) -> None:
+        """A worker thread: run jobs until told to stop (``None``)."""
+        while (job := self._jobs.get()) is not None:
+            d, desc, fn_txn, args, kwargs = job
+            try:
+                result = run_transaction(self.engine, desc, fn_txn, args, kwargs,
+                                         attempts=self._attempts, backoff_s=self._backoff_s)
+            except BaseException:
+                self._reactor.callFromThread(d.errback, Failure())
+            else:
+                self._reactor.callFromThread(d.callback, result)
 
 
 class SyncPool:

@@ -34,9 +34,10 @@ class Rounds:
 
     def __init__(self, clock: Clock, run_once: Callable[[], Deferred[Any]], *,
                  idle_s: float | None, busy: Callable[[Any], bool], name: str,
-                 linger_s: float = 0.0) -> None:
+                 linger_s: float = 0.0, on_busy: Callable[[], object] | None = None) -> None:
         self._clock = clock
         self._run_once = run_once
+        self._on_busy = on_busy
         self._idle_s = idle_s
         self._linger_s = linger_s
         self._lingering = False
@@ -51,6 +52,18 @@ class Rounds:
         """Run the first round now."""
         self._stopping = False
         self._schedule(0)
+
+    @property
+    def free(self) -> bool:
+        """True when no round runs and none is due soon (a poll far off does not count)."""
+        if self._stopping or self._running is not None:
+            return False
+        return not (self._lingering and self._timer is not None and self._timer.active())
+
+    @property
+    def running(self) -> bool:
+        """True while a round is in progress."""
+        return self._running is not None
 
     def wake(self) -> None:
         """Run a round once the current one (if any) has finished, after ``linger_s``."""
@@ -97,6 +110,8 @@ class Rounds:
                 return
             if busy:
                 self._schedule(0)
+                if self._on_busy is not None:  # more work than one round: share it
+                    self._on_busy()
             elif self._again:
                 self._schedule(self._linger_s)
             elif self._idle_s is not None:  # None: idle until woken
@@ -110,14 +125,18 @@ class Lanes:
 
     Only the first lane polls when idle; the others run while there is work
     (busy rounds) or when woken, so an idle process costs one poll per
-    ``idle_s`` whatever the count.
+    ``idle_s`` whatever the count.  A wake-up goes to one lane (a free one,
+    else one whose round is running, which then goes again): waking them all
+    made every lane but one claim nothing under a steady trickle, a
+    transaction each.  A busy round, which found more than it could take,
+    wakes another free lane, so a backlog still gets every lane.
     """
 
     def __init__(self, clock: Clock, run_once: Callable[[], Deferred[Any]], *, count: int,
                  idle_s: float, busy: Callable[[Any], bool], name: str,
                  linger_s: float = 0.0) -> None:
         self._lanes = [Rounds(clock, run_once, idle_s=idle_s if i == 0 else None, busy=busy,
-                              name=f"{name}[{i}]", linger_s=linger_s)
+                              name=f"{name}[{i}]", linger_s=linger_s, on_busy=self._wake_free)
                        for i in range(max(count, 1))]
 
     def start(self) -> None:
@@ -126,9 +145,20 @@ class Lanes:
             lane.start()
 
     def wake(self) -> None:
-        """Run a round in every lane as soon as it is free."""
+        """Run one more round: in a free lane, else after a running one."""
+        if self._wake_free():
+            return
         for lane in self._lanes:
-            lane.wake()
+            if lane.running:
+                lane.wake()
+                return
+
+    def _wake_free(self) -> bool:
+        for lane in self._lanes:
+            if lane.free:
+                lane.wake()
+                return True
+        return False
 
     def stop(self) -> Deferred[None]:
         """Stop every lane; fires once the rounds in progress have finished."""

@@ -67,3 +67,16 @@ def test_pool_stopped_by_its_owner_leaves_no_shutdown_work(engine: Engine) -> No
     pool.stop()  # harmless twice
     reactor.shut_down()
     assert not _workers("owner-stop-test")
+
+
+def test_stop_runs_every_transaction_already_queued_before_the_workers_exit(
+        engine: Engine) -> None:
+    reactor = _ThreadsReactor()
+    pool = DatabasePool(engine, reactor, max_threads=2, name="drain-test")
+    pool.start()
+    queued = [pool.run_interaction(f"txn {n}", _one_txn) for n in range(20)]
+    pool.stop()
+    assert not _workers("drain-test")
+    for f, args, kwargs in reactor.from_threads:
+        f(*args, **kwargs)
+    assert [d.result for d in queued] == [1] * 20

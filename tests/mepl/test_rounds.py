@@ -140,11 +140,36 @@ class LanesTests(SynchronousTestCase):
         self.clock.advance(5)
         self.assertEqual(len(self.waiting), 1)  # the first lane polls, alone
         self.finish_all(0)
-        lanes.wake()                             # work queued: every lane runs
+        lanes.wake()                             # work queued: one lane runs
         self.clock.advance(0)
+        self.assertEqual(len(self.waiting), 1)
+        self.finish_all(10)                      # it found a backlog: a second lane joins
+        self.assertEqual(len(self.waiting), 2)
+        self.finish_all(10)                      # and the third
         self.assertEqual(len(self.waiting), 3)
         stopped: list[Any] = []
         lanes.stop().addBoth(stopped.append)
         self.assertEqual(stopped, [])            # rounds in progress finish first
         self.finish_all(0)
         self.assertEqual(stopped, [None])
+
+    def test_each_wake_up_runs_one_round_not_one_per_lane(self) -> None:
+        lanes = Lanes(self.clock, self.run_once, count=2, idle_s=60, busy=lambda n: n >= 10,
+                      name="t", linger_s=0.005)
+        lanes.start()
+        self.clock.advance(0)
+        self.finish_all(0)
+        lanes.wake()                             # one stored batch: one round claims it
+        self.clock.advance(0.005)
+        self.assertEqual(len(self.waiting), 1)
+        lanes.wake()                             # another, while the first runs: the free lane
+        self.clock.advance(0.005)
+        self.assertEqual(len(self.waiting), 2)
+        lanes.wake()                             # both busy: one of them goes again, once
+        lanes.wake()
+        self.finish_all(3)
+        self.clock.advance(0.005)
+        self.assertEqual(len(self.waiting), 1)
+        self.finish_all(0)
+        self.clock.advance(1)
+        self.assertEqual(len(self.waiting), 0)
