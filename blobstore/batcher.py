@@ -17,6 +17,7 @@ Deferred fails with :class:`~blobstore.errors.StoreUnavailableError`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
@@ -74,7 +75,27 @@ def _then_txn(conn: Connection, batch: Sequence[NewMessage],
     return outcomes
 
 
-class MessageBatcher:
+class GroupCommit:
+    """What every batched writer keeps: where it writes, its clock and its limits.
+
+    ``max_rows`` caps a batch; ``max_delay_s`` is how long the first row of a
+    batch may wait for company; at most ``max_in_flight`` batches are written
+    at once; beyond ``max_backlog`` waiting rows, new rows are refused.
+    """
+
+    def __init__(self, runner: InteractionRunner, clock: Clock, *, max_rows: int,
+                 max_delay_s: float, max_in_flight: int, max_backlog: int) -> None:
+        if max_rows < 1 or max_in_flight < 1:
+            raise ValueError("max_rows and max_in_flight must be at least 1")
+        self._runner = runner
+        self._clock = clock
+        self._max_rows = max_rows
+        self._max_delay_s = max_delay_s
+        self._max_in_flight = max_in_flight
+        self._max_backlog = max_backlog
+
+
+class MessageBatcher(GroupCommit):
     """Collects :class:`NewMessage` rows and writes them in batches through ``runner``.
 
     ``max_rows`` caps a batch; ``max_delay_s`` is how long the first row of a
@@ -89,14 +110,8 @@ class MessageBatcher:
     def __init__(self, runner: InteractionRunner, clock: Clock, *,
                  max_rows: int = 500, max_delay_s: float = 0.005, max_in_flight: int = 2,
                  max_backlog: int = 50_000, after_insert: AfterInsert | None = None) -> None:
-        if max_rows < 1 or max_in_flight < 1:
-            raise ValueError("max_rows and max_in_flight must be at least 1")
-        self._runner = runner
-        self._clock = clock
-        self._max_rows = max_rows
-        self._max_delay_s = max_delay_s
-        self._max_in_flight = max_in_flight
-        self._max_backlog = max_backlog
+        super().__init__(runner, clock, max_rows=max_rows, max_delay_s=max_delay_s,
+                         max_in_flight=max_in_flight, max_backlog=max_backlog)
         self._after_insert = after_insert
         self._pending: list[tuple[NewMessage, Deferred[int]]] = []
         self._timer: DelayedCall | None = None
@@ -138,8 +153,8 @@ class MessageBatcher:
             return succeed(None)
         waiters = [w for _, w in self._pending]
         self._flush_ready(force=True)
-        watched: list[Deferred[object]] = [_observe(w) for w in waiters]
-        watched += [_observe(d) for d in self._in_flight]
+        watched: list[Deferred[object]] = [observe(w) for w in waiters]
+        watched += [observe(d) for d in self._in_flight]
         done: Deferred[None] = DeferredList(watched).addCallback(lambda _: None)
         return done
 
@@ -212,7 +227,7 @@ class MessageBatcher:
             self._flush_ready()
 
 
-def _observe(d: Deferred[object] | Deferred[int] | Deferred[None]) -> Deferred[object]:
+def observe(d: Deferred[Any]) -> Deferred[object]:
     """A Deferred that fires (with None) when ``d`` does, leaving ``d``'s result alone."""
     observer: Deferred[object] = Deferred()
 

@@ -74,7 +74,7 @@ class NewMessage:
     def copy_text(self) -> str:
         """This row in COPY text format, without the id and time columns (computed once)."""
         payload = bytes(self.payload)
-        meta = _meta_json(self.meta)
+        meta = meta_json(self.meta)
         return "\t".join((
             self.direction, self.channel, text_cell(self.kind), text_cell(self.link),
             text_cell(self.peer), _int_cell(self.device_id), _int_cell(self.command_id),
@@ -102,14 +102,15 @@ class NewMessage:
             "payload": payload,
             "sha256": hashlib.sha256(payload).digest(),
             "error": _no_nul(self.error),
-            "meta": None if self.meta is None else json.loads(_meta_json(self.meta) or "null"),
+            "meta": None if self.meta is None else json.loads(meta_json(self.meta) or "null"),
         }
         if self.created_at is not None:
             values["created_at"] = self.created_at
         return values
 
 
-def _meta_json(meta: Mapping[str, Any] | None) -> str | None:
+def meta_json(meta: Mapping[str, Any] | None) -> str | None:
+    """``meta`` as the JSON text stored in the ``meta`` column (NUL escapes made U+FFFD)."""
     # JSONB refuses \u0000 too.
     if meta is None:
         return None
@@ -152,13 +153,14 @@ def insert_message_txn(conn: Connection, message: NewMessage) -> int:
     ).scalar_one())
 
 
-_COPY_COLUMNS = (
+COPY_COLUMNS = (
     "id", "direction", "channel", "kind", "link", "peer", "device_id", "command_id",
     "smsc_message_id", "external_id", "part_seq", "part_total", "payload", "sha256",
     "error", "meta",
 )
-_COPY_PLAIN = f"COPY messages ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
-_COPY_DATED = f"COPY messages ({', '.join(_COPY_COLUMNS)}, created_at) FROM STDIN"
+"""A message row's columns in COPY text: ``id``, then :attr:`NewMessage.copy_text`'s."""
+_COPY_PLAIN = f"COPY messages ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+_COPY_DATED = f"COPY messages ({', '.join(COPY_COLUMNS)}, created_at) FROM STDIN"
 
 
 def _int_cell(value: int | None) -> str:

@@ -6,7 +6,7 @@ the HTTP callback listener and the metrics listener (``/metrics``, ``/healthz``,
 withdrawn -> dispatcher (no new round) -> binds (drain, unbind, fail what
 waits for a link that is down) and listeners -> the dispatcher's last round
 records its outcomes -> inbound items flushed -> inbound worker (applies every item due,
-including those the binds stored while stopping, then stops) -> PDU batcher
+including those the binds stored while stopping, then stops) -> PDU log
 flushed -> pool.  So a stopped process leaves in the inbound queue only what
 cannot be applied yet (receipts waiting for their submit, items retried later),
 never an item it acknowledged and could have applied.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -29,8 +29,7 @@ from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from blobstore.batcher import MessageBatcher
-from blobstore.messages import NewMessage
+from blobstore.pdu_log import PduLog, pdu_line
 from blobstore.pool import DatabasePool
 from mepl.admin.handlers import KeyRotator
 from mepl.admin.server import AdminListener, build_admin
@@ -82,11 +81,12 @@ class MeplService(MultiService):
         self.pool = DatabasePool.from_config(engine, reactor, settings.database)
         # Every transaction goes through the timing wrapper (mepl_db_transaction_seconds).
         self.runner = TimedRunner(self.pool, reactor, self.registry)
-        self.pdu_batcher = MessageBatcher(
+        self.pdu_log = PduLog(
             self.runner, reactor, max_rows=settings.database.batch_max_rows,
             max_delay_s=settings.database.batch_max_delay_ms / 1000,
             # at least what the binds can hold unsettled, so it never refuses a PDU record
-            max_backlog=max(50_000, records_bound(settings.smpp)))
+            max_backlog=max(50_000, records_bound(settings.smpp)),
+            on_lost=self.pdu_errors.inc)
         worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.worker = InboundWorker(
             runner=self.runner, clock=reactor, server_id=signer.server_id,
@@ -179,18 +179,11 @@ class MeplService(MultiService):
                 channels[name] = HttpSendChannel(gw, reactor=self.reactor)
 
     def _store_pdu(self, record: PduRecord) -> Deferred[None]:
-        meta: Mapping[str, Any] = {"command": record.command, "sequence": record.sequence,
-                                   "status": record.status, "reference": record.reference}
-        d = self.pdu_batcher.add(NewMessage(
-            direction=record.direction, channel="smpp", kind="pdu", payload=record.raw,
-            link=record.link, smsc_message_id=record.message_id, meta=meta))
-
-        def failed(failure: Any) -> None:
-            self.pdu_errors.inc()
-            log.warn("PDU not stored: {error}", error=failure.getErrorMessage())
-
         # The bind counts the record as buffered until this fires (back-pressure).
-        return d.addCallbacks(lambda _: None, failed)
+        return self.pdu_log.add(pdu_line(
+            direction=record.direction, link=record.link, command=record.command,
+            sequence=record.sequence, status=record.status, reference=record.reference,
+            message_id=record.message_id, raw=record.raw))
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -234,7 +227,7 @@ class MeplService(MultiService):
         yield dispatcher_stopped
         yield self.inbound.flush()
         yield self.worker.finish(FINISH_TIMEOUT_S)
-        yield self.pdu_batcher.flush()
+        yield self.pdu_log.flush()
         self.lag.stop()
         self.pool.stop()
         if self.health is not None:

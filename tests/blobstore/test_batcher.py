@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
@@ -15,23 +14,11 @@ from blobstore.errors import DuplicateMessageError, StoreUnavailableError
 from blobstore.messages import NewMessage
 from blobstore.pool import DatabasePool, SyncPool
 from tests.support.pg import migrated_database
+from tests.support.runners import HeldRunner
 
 
 def _msg(i: int, **kw: Any) -> NewMessage:
     return NewMessage("in", "smpp", "pdu", bytes([i % 256]) * 160, link="carrier_a", **kw)
-
-
-class HeldRunner:
-    """A runner whose transactions complete only when the test says so."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[NewMessage], Deferred[Any]]] = []
-
-    def run_interaction(self, desc: str, fn: Callable[..., Any], *args: Any,
-                        **kwargs: Any) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        self.calls.append((desc, args[0], d))
-        return d
 
 
 class BatchingTests(unittest.TestCase):
