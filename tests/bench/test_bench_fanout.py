@@ -40,12 +40,16 @@ def test_bench_fanout_reports_every_figure_and_its_counts_add_up(tmp_path: Path)
         "alerts_stored_per_s", "alerts_applied_per_s", "alerts_xact_per_alert",
         "alerts_cpu_us_mepl", "alerts_cpu_us_mepl_1", "alerts_cpu_us_postgres",
         "alerts_cpu_us_harness", "peak_rss_mb_mepl_1", "peak_pss_mb_postgres",
-        "peak_rss_mb_postgres_largest", "peak_rss_mb_harness"}
+        "peak_rss_mb_postgres_largest", "peak_rss_mb_harness", "fanout_cpu_busy_percent",
+        "fanout_ack_p50_ms", "fanout_ack_p99_ms", "alerts_cpu_busy_percent",
+        "alerts_ack_p50_ms", "alerts_ack_p99_ms"}
     assert expected <= set(metrics), expected - set(metrics)
     assert all(metrics[k] is not None for k in expected), metrics
     assert set(data["summary"]) == expected
     assert data["summary"]["fanout_submitted_per_s"]["median"] == metrics[
         "fanout_submitted_per_s"]
+    assert 0 < metrics["fanout_cpu_busy_percent"] <= 100
+    assert 0 < metrics["alerts_ack_p50_ms"] <= metrics["alerts_ack_p99_ms"]
     failed = {name: c for name, c in run["checks"].items() if not c["ok"]}
     assert not failed, failed
     assert run["checks"]["fanout commands done"]["got"] == DEVICES
