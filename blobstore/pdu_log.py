@@ -17,7 +17,6 @@ through the general batcher (docs/benchmarks.md).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -29,8 +28,9 @@ from twisted.python.failure import Failure
 from blobstore.batcher import GroupCommit, observe
 from blobstore.copy import NULL, bytea_cell, copy_from_text, text_cell
 from blobstore.errors import StoreUnavailableError
-from blobstore.messages import COPY_COLUMNS
+from blobstore.messages import COPY_COLUMNS, meta_json
 from blobstore.pool import Clock, DelayedCall, InteractionRunner
+from blobstore.schema import DIRECTIONS
 
 log = Logger()
 
@@ -45,12 +45,10 @@ def pdu_line(*, direction: str, link: str, command: str, sequence: int, status: 
     smsc_message_id=message_id, meta={"command": ..., "sequence": ...,
     "status": ..., "reference": ...}).copy_text``.
     """
-    if direction not in ("in", "out"):
-        raise ValueError(f"direction must be 'in' or 'out', got {direction!r}")
-    meta = json.dumps({"command": command, "sequence": sequence, "status": status,
-                       "reference": reference})
-    if "\\u0000" in meta:  # JSONB refuses NUL escapes, as in every message row
-        meta = meta.replace("\\u0000", "\\ufffd")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    meta = meta_json({"command": command, "sequence": sequence, "status": status,
+                      "reference": reference})
     return "\t".join((
         direction, "smpp", "pdu", text_cell(link), NULL, NULL, NULL, text_cell(message_id),
         NULL, NULL, NULL, bytea_cell(raw), bytea_cell(hashlib.sha256(raw).digest()), NULL,
