@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 
 from blobstore.commands import COMMAND_FIELDS, CommandRecord, command_record, set_frames_txn
 from blobstore.counters import allocate_counters_txn
@@ -192,8 +192,10 @@ def record_submits_txn(conn: Connection, sent: Sequence[Submitted],
     One ``mt`` row per part (COPY), receipts that came before their submit
     woken, and the ``submitted`` transition for the whole batch in one
     statement.  Rows are waited for, not skipped: a command locked by a
-    reply being applied right now gets its event once that commits (and is
-    left alone if the reply finished it).
+    reply being applied right now gets its event once that commits.  A
+    command the reply already finished keeps its state, but its history
+    still records the submit (``from_state`` = ``to_state``, with a note):
+    the frame did go out, and the audit trail says so.
     """
     insert_messages_txn(conn, [NewMessage(
         direction="out", channel=s.channel,  # type: ignore[arg-type]
@@ -207,9 +209,12 @@ def record_submits_txn(conn: Connection, sent: Sequence[Submitted],
         by_link.setdefault(s.link, []).extend(s.message_ids)
     for link, ids in by_link.items():
         wake_receipts_txn(conn, link=link, smsc_message_ids=ids, now=now)
-    moved = len(transition_ids_txn(  # waits for locked rows, in id order (as every writer)
-        conn, Event.SUBMITTED, [s.command.command_id for s in sent], machine=lifecycle,
-        now=now, actor=actor))
+    sent_ids = [s.command.command_id for s in sent]
+    moved = transition_ids_txn(  # waits for locked rows, in id order (as every writer)
+        conn, Event.SUBMITTED, sent_ids, machine=lifecycle, now=now, actor=actor)
+    if len(moved) < len(set(sent_ids)):
+        _record_late_submits(conn, set(sent_ids) - {t.command_id for t in moved},
+                             now=now, actor=actor)
     for failure in failed:
         event = Event.SUBMIT_RETRY if failure.retry_at is not None else Event.SUBMIT_FAILED
         fields: dict[str, Any] = {"last_error": failure.error}
@@ -217,7 +222,31 @@ def record_submits_txn(conn: Connection, sent: Sequence[Submitted],
             fields["next_attempt_at"] = failure.retry_at
         transition_txn(conn, failure.command_id, event, machine=lifecycle, now=now,
                        actor=actor, details={"error": failure.error}, **fields)
-    return moved
+    return len(moved)
+
+
+def _record_late_submits(conn: Connection, command_ids: set[int], *, now: datetime,
+                         actor: str) -> None:
+    """History rows for submits that came after the command was finished (rare).
+
+    Its reply (or expiry) was applied first; the state stays, the history
+    says the frame went out (the lifecycle table's terminal-state rule).
+    The rows are already locked by the transition statement, so the state
+    read here is the committed one.
+    """
+    rows = conn.execute(select(commands.c.id, commands.c.device_id, commands.c.state)
+                        .where(commands.c.id.in_(sorted(command_ids)))
+                        .order_by(commands.c.id)).all()
+    by_state: dict[str, list[Transition]] = {}
+    for row in rows:
+        state = str(row.state)
+        if (lifecycle.State(state), Event.SUBMITTED) not in lifecycle.TABLE:
+            continue  # queued again meanwhile (released): its next attempt records it
+        by_state.setdefault(state, []).append(
+            Transition(int(row.id), int(row.device_id), state, state))
+    for state, transitions in sorted(by_state.items()):
+        record_events_txn(conn, transitions, event=Event.SUBMITTED, actor=actor, now=now,
+                          details={"note": f"submit recorded after the command was {state}"})
 
 
 def record_submitted_txn(conn: Connection, command: ReadyCommand, *, link: str,

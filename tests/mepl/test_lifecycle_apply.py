@@ -50,6 +50,24 @@ class ReplyStateTests(SynchronousTestCase):
                 "SELECT from_state, to_state, event, details ->> 'note' FROM command_events "
                 "WHERE command_id = :i ORDER BY id"), {"i": command_id})]
 
+    def test_a_submit_recorded_after_the_reply_keeps_done_and_is_in_the_history(self) -> None:
+        command_id = self.w.queue(self.device_id, "lock")
+        (ready,) = self.w.claim()
+        reply = self.handset.receive(ready.frame, SERVER_NUMBER, self.w.clock.seconds())
+        self.w.deliver(self.w.mo(NUMBER, reply.reply_frame))  # the reply wins the race
+        self.assertEqual(self.state(command_id), "done")
+        moved = self.w.run(record_submitted_txn, ready, link="l1", channel="smpp",
+                           message_ids=[f"m{command_id}"], now=self.w.now)
+        self.assertFalse(moved)
+        self.assertEqual(self.state(command_id), "done")
+        self.assertEqual(self.history(command_id)[-2:], [
+            ("sending", "done", "reply_ok", None),
+            ("done", "done", "submitted", "submit recorded after the command was done"),
+        ])
+        self.assertEqual(self.w.scalar(
+            "SELECT count(*) FROM messages WHERE kind = 'mt' AND command_id = :i",
+            i=command_id), 1)
+
     def test_a_wipe_executed_after_expiry_is_recorded_as_done_with_its_result(self) -> None:
         command_id, frame = self.sent("wipe", external_storage=True)
         reply = self.handset.receive(frame, SERVER_NUMBER, self.w.clock.seconds())
