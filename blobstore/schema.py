@@ -71,7 +71,11 @@ class Base(DeclarativeBase):
 
 
 class Device(Base):
-    """A field device, keyed by IMEI, with its current SIM identity and keys."""
+    """A field device, keyed by IMEI, with its current SIM identity and keys.
+
+    Never deleted (a trigger refuses it; a device is retired): the message
+    and history tables refer to it without foreign keys (migration 0010).
+    """
 
     __tablename__ = "devices"
 
@@ -167,7 +171,11 @@ class ServerKeyCounter(Base):
 
 
 class Command(Base):
-    """One command to one device and its whole lifecycle."""
+    """One command to one device and its whole lifecycle.
+
+    Never deleted (a trigger refuses it): ``command_events`` and ``messages``
+    refer to it without foreign keys (migration 0010).
+    """
 
     __tablename__ = "commands"
 
@@ -271,10 +279,8 @@ class Message(Base):
     kind: Mapped[str] = mapped_column(Text)
     link: Mapped[str | None] = mapped_column(Text)
     peer: Mapped[str | None] = mapped_column(Text)
-    device_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("devices.id"))
-    command_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("commands.id"), index=True
-    )
+    device_id: Mapped[int | None] = mapped_column(BigInteger)  # no FK: see migration 0010
+    command_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     smsc_message_id: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(Text)
     part_seq: Mapped[int | None] = mapped_column(SmallInteger)
@@ -378,9 +384,7 @@ class CommandEvent(Base):
     __tablename__ = "command_events"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    command_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("commands.id", ondelete="CASCADE")
-    )
+    command_id: Mapped[int] = mapped_column(BigInteger)  # no FK: see migration 0010
     device_id: Mapped[int] = mapped_column(BigInteger)
     from_state: Mapped[str | None] = mapped_column(Text)
     to_state: Mapped[str] = mapped_column(Text)
@@ -458,9 +462,7 @@ class SecurityEvent(Base):
     __tablename__ = "security_events"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    device_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("devices.id", ondelete="CASCADE")
-    )
+    device_id: Mapped[int | None] = mapped_column(BigInteger)  # no FK: see migration 0010
     kind: Mapped[str] = mapped_column(Text)
     message_id: Mapped[int | None] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(_tz(), server_default=_NOW)

@@ -124,6 +124,20 @@ def test_audit_rows_cannot_be_updated_deleted_or_truncated(engine: Engine) -> No
     assert (row.id, row.actor, row.details) == (audit_id, "alice", {"reason": "lost"})
 
 
+def test_devices_and_commands_cannot_be_deleted_so_history_never_dangles(
+        engine: Engine) -> None:
+    [device] = _devices(engine, 1)
+    with engine.begin() as conn:
+        command_id = insert_command_txn(conn, device, NewCommand("lock", "ops", NOW))
+    for statement in (f"DELETE FROM commands WHERE id = {command_id}",
+                      f"DELETE FROM devices WHERE id = {device}"):
+        with pytest.raises(DBAPIError, match="never deleted"), engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM commands")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM devices")).scalar() == 1
+
+
 def test_counters_are_never_handed_out_twice_under_concurrency(engine: Engine) -> None:
     [device] = _devices(engine, 1)
     taken: list[int] = []
