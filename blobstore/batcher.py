@@ -6,8 +6,8 @@ full or a short delay after its first row (injected clock).  Each
 :meth:`MessageBatcher.add` returns a Deferred that fires with the row's id
 only once the batch is committed, so callers acknowledge only what is stored.
 
-If a batch fails for a reason a retry cannot cure (a bad foreign key in one
-row, say), its rows are written again one by one, each in its own savepoint,
+If a batch fails for a reason a retry cannot cure (one row a constraint
+refuses, say), its rows are written again one by one, each in its own savepoint,
 so only the faulty rows fail.  A row whose (direction, link, external_id) is
 already stored fails with :class:`~blobstore.errors.DuplicateMessageError`
 carrying the stored row's id.  When the store is unavailable every waiting

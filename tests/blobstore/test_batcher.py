@@ -68,8 +68,9 @@ class StoredBatchTests(unittest.TestCase):
             return int(conn.execute(text("SELECT count(*) FROM messages")).scalar_one())
 
     def test_one_bad_row_fails_alone_and_the_rest_are_stored(self) -> None:
-        waiters = [self.batcher.add(_msg(0)), self.batcher.add(_msg(1, device_id=999)),
-                   self.batcher.add(_msg(2))]
+        bad = _msg(1, part_seq=1, part_total=1)
+        object.__setattr__(bad, "part_seq", 2)  # past NewMessage's check: the CHECK refuses it
+        waiters = [self.batcher.add(_msg(0)), self.batcher.add(bad), self.batcher.add(_msg(2))]
         self.clock.advance(1)
         self.assertIsInstance(self.successResultOf(waiters[0]), int)
         self.failureResultOf(waiters[1], IntegrityError)
