@@ -153,7 +153,7 @@ _UPDATE_MANY = Prepared("update_commands", (
     "CAST(:set_error AS boolean[]), CAST(:errors AS text[]), CAST(:set_next AS boolean[]), "
     "CAST(:nexts AS timestamptz[])) "
     "AS v(id, state, terminal, set_result, result, set_error, last_error, set_next, "
-    "next_attempt_at) WHERE c.id = v.id"
+    "next_attempt_at) WHERE c.id = v.id AND c.id = ANY(CAST(:ids AS bigint[]))"
 ), {"now": "timestamptz", "ids": "bigint[]", "states": "text[]", "terminal": "boolean[]",
     "set_result": "boolean[]", "results": "text[]", "set_error": "boolean[]",
     "errors": "text[]", "set_next": "boolean[]", "nexts": "timestamptz[]"})
