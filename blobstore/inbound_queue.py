@@ -56,12 +56,48 @@ _ENQUEUE = Prepared("enqueue", (
 ), {"ids": "bigint[]", "kinds": "text[]", "links": "text[]", "smscs": "text[]"})
 
 
+_ENQUEUE_LEASED = Prepared("enqueue_leased", (
+    # Claimed at birth by the worker of the process that stored them: that
+    # worker applies them from memory, no claim needed; if it stops first,
+    # the lease runs out and any worker claims them.  No NOTIFY (migration 0011).
+    "INSERT INTO inbound_queue (message_id, kind, link, smsc_message_id, claimed_by, "
+    "claimed_at, attempts) "
+    "SELECT v.message_id, v.kind, v.link, v.smsc, :worker, :now, 1 "
+    "FROM unnest(:ids, :kinds, :links, :smscs) "
+    "WITH ORDINALITY AS v(message_id, kind, link, smsc, n) ORDER BY v.n "
+    "RETURNING id, message_id"
+), {"ids": "bigint[]", "kinds": "text[]", "links": "text[]", "smscs": "text[]",
+    "worker": "text", "now": "timestamptz"})
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Queue rows claimed at birth by ``worker`` at ``at`` (see :func:`enqueue_many_txn`)."""
+
+    worker: str
+    at: datetime
+
+
 def enqueue_many_txn(conn: Connection,
-                     items: Sequence[tuple[int, str, str | None, str | None]]) -> None:
-    """Queue several stored messages: (message id, kind, link, SMSC id of a receipt) each."""
-    if items:
-        _ENQUEUE(conn, {"ids": [i[0] for i in items], "kinds": [i[1] for i in items],
-                        "links": [i[2] for i in items], "smscs": [i[3] for i in items]})
+                     items: Sequence[tuple[int, str, str | None, str | None]], *,
+                     lease: Lease | None = None) -> dict[int, int]:
+    """Queue several stored messages: (message id, kind, link, SMSC id of a receipt) each.
+
+    With ``lease`` the rows are claimed at birth (one attempt counted) and
+    the answer maps each message id to its queue row's id; without, they
+    are left for any worker to claim (a NOTIFY wakes the workers) and the
+    answer is empty.
+    """
+    if not items:
+        return {}
+    params: dict[str, Any] = {
+        "ids": [i[0] for i in items], "kinds": [i[1] for i in items],
+        "links": [i[2] for i in items], "smscs": [i[3] for i in items]}
+    if lease is None:
+        _ENQUEUE(conn, params)
+        return {}
+    rows = _ENQUEUE_LEASED(conn, {**params, "worker": lease.worker, "now": lease.at}).all()
+    return {int(r.message_id): int(r.id) for r in rows}
 
 
 _CLAIM = Prepared("claim_inbound", (

@@ -93,7 +93,8 @@ class MeplService(MultiService):
             config=settings.dispatch, worker=worker,
             policy_ttl=timedelta(minutes=settings.signing.command_validity_minutes),
             on_event=on_event, group=True)
-        self.inbound = InboundReceiver(runner=self.runner, clock=reactor, wake=self.worker.wake)
+        self.inbound = InboundReceiver(runner=self.runner, clock=reactor, wake=self.worker.wake,
+                                      hand_over=self.worker)
         self.binds: dict[str, SmppBind] = build_binds(
             settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,
             on_receipt=self.inbound.on_receipt,

@@ -3,7 +3,12 @@
 Items are queued by whatever stored them (an SMPP bind's deliver_sm, an HTTP
 callback); :meth:`InboundWorker.wake` makes the worker claim at once, and a
 poll every ``poll_interval_s`` picks up items queued by other processes or
-left by a process that stopped (their lease runs out).  For each item:
+left by a process that stopped (their lease runs out).  Items this process's
+SMPP binds stored are claimed at birth for this worker, in the transaction
+that stores them, and handed over in memory (:meth:`InboundWorker.take`):
+no claim transaction, no reading back what was just written.  Up to
+``hand_off_max`` wait in memory; beyond that, stored items are queued for
+any worker to claim.  For each item:
 
 - an HTTP callback is parsed again from its stored bytes (an MO becomes its
   SMS part row, a receipt is applied as it stands);
@@ -26,7 +31,8 @@ A failure puts the item back with a growing delay; after
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,6 +77,30 @@ class InboundWorker(OneByOne):
                              idle_s=config.poll_interval_s,
                              busy=lambda claimed: claimed >= config.inbound_batch,
                              name="inbound", linger_s=config.inbound_linger_ms / 1000)
+        self._handed: deque[QueueEntry] = deque()
+        self.hand_off_max = 4 * config.inbound_batch * max(config.inbound_lanes, 1)
+        """How many handed-over items may wait in memory (beyond: queued for a claim)."""
+
+    # ------------------------------------------------------------ hand-over
+    @property
+    def name(self) -> str:
+        """The worker's name: what ``claimed_by`` says for the items it holds."""
+        return self._worker
+
+    def room(self) -> int:
+        """How many more stored items this worker would take over in memory now.
+
+        Called from the storing transaction's thread: a plain read, and the
+        cap is soft (two batches stored at once may both see room).
+        """
+        if self._rounds.stopped:
+            return 0
+        return max(0, self.hand_off_max - len(self._handed))
+
+    def take(self, entries: Iterable[QueueEntry]) -> None:
+        """Items stored by this process and claimed at birth for this worker: apply them soon."""
+        self._handed.extend(entries)
+        self._rounds.wake()
 
     # ------------------------------------------------------------ scheduling
     def start(self) -> None:
@@ -114,11 +144,17 @@ class InboundWorker(OneByOne):
     # ------------------------------------------------------------ one round
     @inlineCallbacks
     def run_once(self) -> Any:
-        """Claim one batch and apply each item; returns how many were claimed."""
-        entries: list[QueueEntry] = yield self._control.run_interaction(
-            "claim_inbound", claim_entries_txn, worker=self._worker, now=self._now(),
-            lease=timedelta(seconds=self._config.callback_grace_s),
-            limit=self._config.inbound_batch)
+        """Take a batch (handed over, else claimed) and apply each item; returns its size."""
+        entries: list[QueueEntry]
+        if self._handed:
+            take = min(len(self._handed), self._config.inbound_batch)
+            entries = [self._handed.popleft() for _ in range(take)]
+            self.counts["inbound_handed_over"] += take
+        else:
+            entries = yield self._control.run_interaction(
+                "claim_inbound", claim_entries_txn, worker=self._worker, now=self._now(),
+                lease=timedelta(seconds=self._config.callback_grace_s),
+                limit=self._config.inbound_batch)
         # Items are independent: worked on together.  Receipts and single-part
         # MOs go through set-based batch transactions; the rest one by one,
         # their look-ups and applies sharing commits (see ``group`` above).

@@ -65,6 +65,11 @@ class Rounds:
         """True while a round is in progress."""
         return self._running is not None
 
+    @property
+    def stopped(self) -> bool:
+        """True before :meth:`start` and from :meth:`stop` on."""
+        return self._stopping
+
     def wake(self) -> None:
         """Run a round once the current one (if any) has finished, after ``linger_s``."""
         if self._stopping:
@@ -159,6 +164,11 @@ class Lanes:
                 lane.wake()
                 return True
         return False
+
+    @property
+    def stopped(self) -> bool:
+        """True before :meth:`start` and from :meth:`stop` on."""
+        return self._lanes[0].stopped
 
     def stop(self) -> Deferred[None]:
         """Stop every lane; fires once the rounds in progress have finished."""
