@@ -46,25 +46,40 @@ def _seq_scans(plan: Any) -> list[str]:
     return found
 
 
-def seq_scan_offenders(engine: Any,
-                       captured: list[tuple[str, Any]]) -> list[tuple[list[str], str]]:
-    """EXPLAIN each captured statement with sequential scans discouraged; return the
-    big tables each one still scans sequentially, with the statement's start."""
-    offenders = []
+Explained = tuple[str, list[str], str, Any, list[str]]
+"""(label, statements before, statement to EXPLAIN, its parameters, statements after)."""
+
+
+def _explain_each(engine: Any, setup: list[str],
+                  statements: list[Explained]) -> list[tuple[str, Any]]:
+    """EXPLAIN (FORMAT JSON) each statement on one session after ``setup``; (label, plan)."""
+    plans = []
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         assert raw is not None
         with raw.cursor() as cursor:
-            cursor.execute("SET enable_seqscan = off")
-            for statement, parameters in captured:
+            for sql in setup:
+                cursor.execute(sql)
+            for label, before, statement, parameters, after in statements:
+                for sql in before:
+                    cursor.execute(sql)
                 cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
                 plan = cursor.fetchone()[0]
-                plan = json.loads(plan) if isinstance(plan, str) else plan
-                scans = _seq_scans(plan)
-                if scans:
-                    offenders.append((scans, " ".join(statement.split())[:300]))
+                plans.append((label, json.loads(plan) if isinstance(plan, str) else plan))
+                for sql in after:
+                    cursor.execute(sql)
             raw.rollback()
-    return offenders
+    return plans
+
+
+def seq_scan_offenders(engine: Any,
+                       captured: list[tuple[str, Any]]) -> list[tuple[list[str], str]]:
+    """EXPLAIN each captured statement with sequential scans discouraged; return the
+    big tables each one still scans sequentially, with the statement's start."""
+    plans = _explain_each(engine, ["SET enable_seqscan = off"], [
+        (" ".join(statement.split())[:300], [], statement, parameters, [])
+        for statement, parameters in captured])
+    return [(scans, label) for label, plan in plans if (scans := _seq_scans(plan))]
 
 
 # Partial indexes read whole by design: only the rows a statement wants are in
@@ -93,26 +108,12 @@ def generic_plan_offenders(engine: Any,
                            executed: list[tuple[str, Any]]) -> list[tuple[list[str], str]]:
     """The generic plan of each prepared statement (what a session keeps and reuses),
     made with the statistics the tables have now: the whole scans each one contains."""
-    offenders = []
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cursor:
-            cursor.execute("DEALLOCATE ALL")
-            cursor.execute(PLAN_GUARDS.replace("SET LOCAL", "SET"))
-            for name, parameters in executed:
-                prepared = STATEMENTS[name]
-                cursor.execute(prepared.prepare_sql)
-                execute = prepared.execute_sql.removeprefix(PLAN_GUARDS)
-                cursor.execute("EXPLAIN (FORMAT JSON) " + execute, parameters)
-                plan = cursor.fetchone()[0]
-                plan = json.loads(plan) if isinstance(plan, str) else plan
-                cursor.execute(f"DEALLOCATE {prepared.name}")
-                scans = _whole_scans(plan)
-                if scans:
-                    offenders.append((scans, name))
-            raw.rollback()
-    return offenders
+    plans = _explain_each(engine, ["DEALLOCATE ALL", PLAN_GUARDS.replace("SET LOCAL", "SET")], [
+        (name, [STATEMENTS[name].prepare_sql],
+         STATEMENTS[name].execute_sql.removeprefix(PLAN_GUARDS), parameters,
+         [f"DEALLOCATE {STATEMENTS[name].name}"])
+        for name, parameters in executed])
+    return [(scans, label) for label, plan in plans if (scans := _whole_scans(plan))]
 
 
 class QueryPlanTests(SynchronousTestCase):
