@@ -50,14 +50,6 @@ def _queue_item(row: NewMessage, row_id: int) -> tuple[int, str, str | None, str
     return row_id, row.kind, row.link, row.smsc_message_id if row.kind == "dlr" else None
 
 
-def enqueue_stored_txn(conn: Connection, rows: Sequence[NewMessage],
-                       outcomes: Sequence[Outcome]) -> None:
-    """Queue every row of a batch just inserted (``mo`` parts and ``dlr`` receipts)."""
-    enqueue_many_txn(conn, [_queue_item(row, row_id)
-                            for row, row_id in zip(rows, outcomes, strict=True)
-                            if isinstance(row_id, int)])
-
-
 class InboundReceiver:
     """``on_inbound`` and ``on_receipt`` for every SMPP bind; ``on_callback`` for HTTP ones.
 
