@@ -94,6 +94,12 @@ class GroupCommit:
         self._max_in_flight = max_in_flight
         self._max_backlog = max_backlog
 
+    def _refused(self, waiting: int, what: str) -> Deferred[Any] | None:
+        """A failed Deferred when ``waiting`` rows already fill the backlog, else None."""
+        if waiting < self._max_backlog:
+            return None
+        return fail(StoreUnavailableError(what, 0, RuntimeError(f"{waiting} rows waiting")))
+
 
 class MessageBatcher(GroupCommit):
     """Collects :class:`NewMessage` rows and writes them in batches through ``runner``.
@@ -133,9 +139,9 @@ class MessageBatcher(GroupCommit):
 
     def add(self, message: NewMessage) -> Deferred[int]:
         """Queue ``message``; the Deferred fires with its id once committed."""
-        if len(self._pending) >= self._max_backlog:
-            return fail(StoreUnavailableError(
-                "insert_messages", 0, RuntimeError(f"{len(self._pending)} rows waiting")))
+        refused = self._refused(len(self._pending), "insert_messages")
+        if refused is not None:
+            return refused
         # Encode the row now, on the caller's turn: the worker thread then
         # only does I/O, and never holds the GIL long enough to stall the reactor.
         _ = message.copy_text

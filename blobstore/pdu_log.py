@@ -21,13 +21,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from blobstore.batcher import GroupCommit, observe
 from blobstore.copy import NULL, bytea_cell, copy_from_text, text_cell
-from blobstore.errors import StoreUnavailableError
 from blobstore.messages import COPY_COLUMNS, meta_json
 from blobstore.pool import Clock, DelayedCall, InteractionRunner
 from blobstore.schema import DIRECTIONS
@@ -103,9 +102,9 @@ class PduLog(GroupCommit):
 
     def add(self, line: str) -> Deferred[None]:
         """Queue one PDU line; the Deferred fires once its batch is committed."""
-        if self._waiting >= self._max_backlog:
-            return fail(StoreUnavailableError(
-                "insert_pdus", 0, RuntimeError(f"{self._waiting} PDU rows waiting")))
+        refused = self._refused(self._waiting, "insert_pdus")
+        if refused is not None:
+            return refused
         batch = self._batches[-1] if self._batches else None
         if batch is None or len(batch.lines) >= self._max_rows:
             batch = _Batch()
