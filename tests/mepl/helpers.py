@@ -50,14 +50,18 @@ class Inbound:
     def drain(self) -> int:
         """Apply every due queued item (synchronously, on the SyncPool); return how many."""
         total = 0
-        while True:
-            results: list[Any] = []
-            self.worker.run_once().addBoth(results.append)
-            if isinstance(results[0], Failure):
-                results[0].raiseException()
-            if not results[0]:
-                return total
-            total += int(results[0])
+        while taken := one_round(self.worker):
+            total += taken
+        return total
+
+
+def one_round(worker: InboundWorker) -> int:
+    """Run one round of ``worker`` (synchronously, on a SyncPool); how many items it took."""
+    results: list[Any] = []
+    worker.run_once().addBoth(results.append)
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return int(results[0])
 
 
 @dataclass

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -22,7 +21,7 @@ from mepl.runtime.inbound_worker import InboundWorker
 from mepl.runtime.outbound_txn import record_submitted_txn
 from mepl.settings import DispatchConfig
 from sms_gateway.events import Channel, DeliveryReceipt, DeliveryStatus
-from tests.mepl.helpers import SERVER_ID, SERVER_NUMBER, World
+from tests.mepl.helpers import SERVER_ID, SERVER_NUMBER, World, one_round
 
 LINGER_S = 0.005
 
@@ -123,21 +122,13 @@ class HandOverTests(SynchronousTestCase):
         other = InboundWorker(runner=self.w.pool, clock=self.w.clock, server_id=SERVER_ID,
                               config=DispatchConfig(server_number=SERVER_NUMBER),
                               worker="other-worker")
-        self.assertEqual(self._round(other), 0)  # the lease is fresh: not taken over
+        self.assertEqual(one_round(other), 0)  # the lease is fresh: not taken over
         self.w.clock.advance(DispatchConfig(server_number=SERVER_NUMBER).callback_grace_s + 1)
-        self.assertEqual(self._round(other), 2)
+        self.assertEqual(one_round(other), 2)
         self.assertEqual(self.states(commands), ["delivered"] * 2)
-        self.assertEqual(self._round(other), 0)
+        self.assertEqual(one_round(other), 0)
         self.assertEqual(self.w.scalar(
             "SELECT count(*) FROM command_events WHERE event = 'delivered'"), 2)
-
-    def _round(self, worker: InboundWorker) -> int:
-        results: list[Any] = []
-        d: Deferred[Any] = worker.run_once()
-        d.addBoth(results.append)
-        if isinstance(results[0], Failure):
-            results[0].raiseException()
-        return int(results[0])
 
 
 class NotifyTests(SynchronousTestCase):

@@ -35,15 +35,21 @@ BIG_TABLES = frozenset({"commands", "messages", "command_events", "inbound_queue
 IMEIS = ("490154203237518", "356938035643809")
 
 
-def _seq_scans(plan: Any) -> list[str]:
-    found: list[str] = []
+def _big_table_scans(plan: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(big table, plan node) for each node that reads one (a partition counts as messages)."""
+    found = []
     for node in plan_nodes(plan):
         relation = str(node.get("Relation Name"))
         if relation.startswith("messages_part_"):  # a partition of messages
             relation = "messages"
-        if node["Node Type"] == "Seq Scan" and relation in BIG_TABLES:
-            found.append(relation)
+        if relation in BIG_TABLES:
+            found.append((relation, node))
     return found
+
+
+def _seq_scans(plan: Any) -> list[str]:
+    return [relation for relation, node in _big_table_scans(plan)
+            if node["Node Type"] == "Seq Scan"]
 
 
 Explained = tuple[str, list[str], str, Any, list[str]]
@@ -89,19 +95,12 @@ WHOLE_BY_DESIGN = frozenset({"ix_commands_queue"})
 
 def _whole_scans(plan: Any) -> list[str]:
     """Scans of a big table (or its index) with no condition that bounds them."""
-    found: list[str] = []
-    for node in plan_nodes(plan):
-        relation = str(node.get("Relation Name"))
-        if relation.startswith("messages_part_"):
-            relation = "messages"
-        if relation not in BIG_TABLES:
-            continue
-        kind = node["Node Type"]
-        if kind == "Seq Scan" or (kind in ("Index Scan", "Index Only Scan")
-                                  and "Index Cond" not in node
-                                  and node.get("Index Name") not in WHOLE_BY_DESIGN):
-            found.append(f"{kind} on {relation} ({node.get('Index Name')})")
-    return found
+    return [f"{node['Node Type']} on {relation} ({node.get('Index Name')})"
+            for relation, node in _big_table_scans(plan)
+            if node["Node Type"] == "Seq Scan"
+            or (node["Node Type"] in ("Index Scan", "Index Only Scan")
+                and "Index Cond" not in node
+                and node.get("Index Name") not in WHOLE_BY_DESIGN)]
 
 
 def generic_plan_offenders(engine: Any,
