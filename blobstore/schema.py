@@ -280,7 +280,7 @@ class Message(Base):
     link: Mapped[str | None] = mapped_column(Text)
     peer: Mapped[str | None] = mapped_column(Text)
     device_id: Mapped[int | None] = mapped_column(BigInteger)  # no FK: see migration 0010
-    command_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    command_id: Mapped[int | None] = mapped_column(BigInteger)
     smsc_message_id: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(Text)
     part_seq: Mapped[int | None] = mapped_column(SmallInteger)
@@ -299,8 +299,12 @@ class Message(Base):
         CheckConstraint(
             "part_seq IS NULL OR (part_seq >= 1 AND part_seq <= part_total)", name="parts"
         ),
-        Index(None, "device_id", "created_at"),
-        Index(None, "link", "smsc_message_id"),
+        # The look-up indexes leave out the rows without the key (most of them
+        # PDUs): migration 0012.
+        Index(None, "command_id", postgresql_where=text("command_id IS NOT NULL")),
+        Index(None, "device_id", "created_at", postgresql_where=text("device_id IS NOT NULL")),
+        Index(None, "link", "smsc_message_id",
+              postgresql_where=text("smsc_message_id IS NOT NULL")),
         Index(
             "ix_messages_inbound_parts", "peer", "part_total", "created_at",
             postgresql_where=text("kind = 'mo' AND direction = 'in' AND part_total > 1"),
