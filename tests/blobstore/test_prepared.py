@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ProgrammingError
 
 from blobstore.config import DatabaseConfig
@@ -152,3 +152,57 @@ def test_a_plan_cached_while_the_table_was_small_still_reads_the_index_once_it_i
             assert [r.v for r in lookup(conn, {"ids": [7, 8]})] == ["x", "x"]
     finally:
         engine.dispose()
+
+
+def _sent(engine: Engine) -> list[str]:
+    """Every statement the engine's connections send from now on (driver ones included)."""
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_: sent.append(statement))
+    return sent
+
+
+def _guards_in_effect(conn: Connection) -> list[str]:
+    return [conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+            for name in ("enable_seqscan", "enable_bitmapscan", "plan_cache_mode")]
+
+
+def test_the_plan_guards_go_with_a_transactions_first_statement_only(engine: Engine) -> None:
+    sent = _sent(engine)
+    with engine.begin() as conn:
+        _rows(conn)
+        _rows(conn)
+        _rows(conn)
+        assert _guards_in_effect(conn) == ["off", "off", "force_generic_plan"]
+    with engine.begin() as conn:
+        _rows(conn)
+    executes = [s for s in sent if "EXECUTE" in s and "PREPARE" not in s]
+    assert [s.startswith(PLAN_GUARDS) for s in executes] == [True, False, False, True]
+
+
+def test_after_a_savepoint_the_next_statement_sends_the_guards_again(engine: Engine) -> None:
+    sent = _sent(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = on")  # as if set before the savepoint
+        savepoint = conn.begin_nested()
+        _rows(conn)  # the guards, inside the savepoint
+        savepoint.rollback()  # ... undone with it
+        assert _guards_in_effect(conn)[0] == "on"
+        _rows(conn)
+        assert _guards_in_effect(conn) == ["off", "off", "force_generic_plan"]
+    executes = [s for s in sent if "EXECUTE" in s and "PREPARE" not in s]
+    assert [s.startswith(PLAN_GUARDS) for s in executes] == [True, True]
+
+
+def test_with_prepared_statements_off_the_guards_also_go_once(url: str) -> None:
+    plain = create_store_engine(url, DatabaseConfig(url=url, prepared_statements=False))
+    sent = _sent(plain)
+    try:
+        with plain.begin() as conn:
+            first, second = _rows(conn), _rows(conn)
+            assert _guards_in_effect(conn) == ["off", "off", "force_generic_plan"]
+        assert first == second == [(1, 1, "a%", "t"), (2, 2, None, "t")]
+    finally:
+        plain.dispose()
+    echoes = [s for s in sent if "unnest" in s]
+    assert [s.startswith(PLAN_GUARDS) for s in echoes] == [True, False]
