@@ -7,7 +7,13 @@ import io
 import json
 from typing import Any
 
-from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.logger import (
+    Logger,
+    LogLevel,
+    LogPublisher,
+    formatEventAsClassicLogText,
+    formatTime,
+)
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -15,6 +21,7 @@ from mepl.cli.common import GeneralConfig
 from mepl.logs import (
     REDACTED,
     YOUNG_COLLECTION_THRESHOLD,
+    ClassicText,
     build_observer,
     freeze_startup_objects,
     is_secret_field,
@@ -114,6 +121,61 @@ class JsonLogTests(SynchronousTestCase):
         self.assertIn("text or json", str(caught.exception))
         with self.assertRaises(ValueError):
             build_observer("info", io.StringIO(), "xml")
+
+
+class _Shape:
+    kind = "shape"
+
+    def name(self) -> str:
+        return "called"
+
+
+def _twisted_line(event: dict[str, Any]) -> str | None:
+    return formatEventAsClassicLogText(event, formatTime=formatTime)
+
+
+class ClassicTextTests(SynchronousTestCase):
+    """The text lines are Twisted's own, whichever path made them."""
+
+    def test_every_kind_of_event_gives_twisteds_classic_line(self) -> None:
+        base = {"log_time": 1_780_000_000.75, "log_level": LogLevel.info,
+                "log_namespace": "mepl.test"}
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            failure = Failure()
+        events = [
+            {"log_format": "alert {alert} from device {device_id}: lock {lock}",
+             "alert": "invalid_sim", "device_id": 7, "lock": None},
+            {"log_format": "{n:,} rows in {s:.3f}s, {what!r}", "n": 12345, "s": 0.5,
+             "what": "x"},
+            {"log_format": "attribute {shape.kind}, item {pair[1]}", "shape": _Shape(),
+             "pair": ("a", "b")},
+            {"log_format": "call syntax {shape.name()}", "shape": _Shape()},
+            {"log_format": "missing {nothing}"},
+            {"log_format": "positional {}"},
+            {"log_format": "two\nlines"},
+            {"log_format": ""},
+            {"log_format": None},
+            {"log_format": "from a system", "log_system": "smpp,1"},
+            {"log_format": "failed: {why}", "why": "boom", "log_failure": failure},
+            {"log_format": "no level", "log_level": None},
+        ]
+        classic = ClassicText()
+        for extra in events:
+            event = {**base, **extra}
+            if extra.get("log_level", 1) is None:
+                del event["log_level"]
+            self.assertEqual(classic(dict(event)), _twisted_line(dict(event)), extra)
+        no_time = {"log_format": "no time", "log_level": LogLevel.warn}
+        self.assertEqual(classic(no_time), _twisted_line(no_time))
+
+    def test_the_time_stamp_follows_the_clock_across_seconds(self) -> None:
+        classic = ClassicText()
+        for when in (1_780_000_000.1, 1_780_000_000.9, 1_780_000_001.0, 1_779_999_999.5):
+            event = {"log_format": "tick", "log_time": when, "log_level": LogLevel.info,
+                     "log_namespace": "t"}
+            self.assertEqual(classic(event), _twisted_line(event))
 
 
 def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
