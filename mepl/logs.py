@@ -184,11 +184,11 @@ def message_text(event: Mapping[str, Any]) -> str | None:
     The usual event (a ``log_format`` of named fields, no failure) is
     formatted by ``str.format_map``, in C: Twisted's own formatter is
     written in Python and took most of a log line's cost.  Anything else
-    (the ``{name()}`` call syntax, a field that fails to format) goes to
-    Twisted, so the text is the same either way.
+    (the ``{name()}`` call syntax, a flattened event, a field that fails
+    to format) goes to Twisted, so the text is the same either way.
     """
     fmt = event.get("log_format")
-    if isinstance(fmt, str) and "()" not in fmt:
+    if isinstance(fmt, str) and "()" not in fmt and "log_flattened" not in event:
         try:
             return fmt.format_map(event)
         except Exception:  # noqa: S110 - Twisted says what could not be formatted

@@ -14,6 +14,7 @@ from twisted.logger import (
     formatEventAsClassicLogText,
     formatTime,
 )
+from twisted.logger._flatten import flattenEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -167,6 +168,11 @@ class ClassicTextTests(SynchronousTestCase):
             if extra.get("log_level", 1) is None:
                 del event["log_level"]
             self.assertEqual(classic(dict(event)), _twisted_line(dict(event)), extra)
+        flattened = {**base, "log_format": "was {what}", "what": "now"}
+        flattenEvent(flattened)
+        flattened["what"] = "changed after"
+        self.assertEqual(classic(dict(flattened)), _twisted_line(dict(flattened)))
+        self.assertIn("was now", classic(dict(flattened)) or "")
         no_time = {"log_format": "no time", "log_level": LogLevel.warn}
         self.assertEqual(classic(no_time), _twisted_line(no_time))
 
