@@ -48,6 +48,10 @@ class DatabaseConfig:
     :class:`~blobstore.pool.DatabasePool`.  ``prepared_statements`` (on by
     default) prepares the hot statements once per session
     (:mod:`blobstore.prepared`); turn it off behind a pooler in transaction mode.
+    ``batch_max_delay_ms`` is how long the message batcher waits for more
+    rows (an SMSC's answer waits for the commit); ``pdu_batch_max_delay_ms``
+    the same for the raw PDU log, which nothing waits for, so it waits
+    longer and writes fewer, larger batches.
     """
 
     url: str | None = None
@@ -61,6 +65,7 @@ class DatabaseConfig:
     retry_backoff_ms: int = 50
     batch_max_rows: int = 500
     batch_max_delay_ms: int = 5
+    pdu_batch_max_delay_ms: int = 25
     application_name: str = "mepl"
     prepared_statements: bool = True
 
@@ -85,6 +90,8 @@ class DatabaseConfig:
             raise ValueError("batch_max_rows must be between 1 and 10000")
         if self.batch_max_delay_ms < 0:
             raise ValueError("batch_max_delay_ms must not be negative")
+        if not 0 <= self.pdu_batch_max_delay_ms <= 1000:
+            raise ValueError("pdu_batch_max_delay_ms must be between 0 and 1000")
 
     @property
     def embedded(self) -> bool:

@@ -83,7 +83,7 @@ class MeplService(MultiService):
         self.runner = TimedRunner(self.pool, reactor, self.registry)
         self.pdu_log = PduLog(
             self.runner, reactor, max_rows=settings.database.batch_max_rows,
-            max_delay_s=settings.database.batch_max_delay_ms / 1000,
+            max_delay_s=settings.database.pdu_batch_max_delay_ms / 1000,
             # at least what the binds can hold unsettled, so it never refuses a PDU record
             max_backlog=max(50_000, records_bound(settings.smpp)),
             on_lost=self.pdu_errors.inc)

@@ -31,6 +31,7 @@ def test_empty_url_means_embedded() -> None:
     ({"url": "mysql://x"}, "unsupported driver 'mysql'"),
     ({"retry_attempts": 0}, "retry_attempts must be at least 1"),
     ({"batch_max_rows": 20_000}, "batch_max_rows must be between 1 and 10000"),
+    ({"pdu_batch_max_delay_ms": -1}, "pdu_batch_max_delay_ms must be between 0 and 1000"),
 ])
 def test_bad_database_settings_are_refused_with_their_reason(
         raw: dict[str, object], message: str) -> None:
