@@ -206,17 +206,18 @@ class ClassicText:
     """
 
     def __init__(self) -> None:
-        self._second: int | None = None
-        self._stamp = "-"
+        # (second, its stamp), replaced whole: events come from several threads.
+        self._last: tuple[int, str] | None = None
 
     def _time(self, when: float | None) -> str:
         if when is None:
             return "-"
-        second = math.floor(when)
-        if second != self._second:
-            self._stamp = formatTime(second)
-            self._second = second
-        return self._stamp
+        second = math.floor(round(when, 6))  # datetime rounds to the microsecond first
+        last = self._last
+        if last is None or last[0] != second:
+            last = (second, formatTime(second))
+            self._last = last
+        return last[1]
 
     def __call__(self, event: Mapping[str, Any]) -> str | None:
         """The line (newline included) for ``event``, or None when it has no text."""

@@ -178,7 +178,8 @@ class ClassicTextTests(SynchronousTestCase):
 
     def test_the_time_stamp_follows_the_clock_across_seconds(self) -> None:
         classic = ClassicText()
-        for when in (1_780_000_000.1, 1_780_000_000.9, 1_780_000_001.0, 1_779_999_999.5):
+        for when in (1_780_000_000.1, 1_780_000_000.9, 1_780_000_001.0, 1_779_999_999.5,
+                     1_780_000_001.9999997):
             event = {"log_format": "tick", "log_time": when, "log_level": LogLevel.info,
                      "log_namespace": "t"}
             self.assertEqual(classic(event), _twisted_line(event))
