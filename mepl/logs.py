@@ -152,7 +152,7 @@ def json_line(event: Mapping[str, Any]) -> str:
             timespec="milliseconds") if when is not None else None,
         "level": level.name if isinstance(level, type(LogLevel.info)) else str(level),
         "namespace": event.get("log_namespace", "-"),
-        "message": mask_phone_numbers(message_text(event) or ""),
+        "message": mask_phone_numbers(message_text(event)),
     }
     failure = event.get("log_failure")
     if failure is not None:
@@ -178,7 +178,7 @@ def json_file_observer(stream: TextIO) -> Callable[[Mapping[str, Any]], None]:
     return observe
 
 
-def message_text(event: Mapping[str, Any]) -> str | None:
+def message_text(event: Mapping[str, Any]) -> str:
     """The event's message, as Twisted's ``formatEvent`` gives it.
 
     The usual event (a ``log_format`` of named fields, no failure) is
