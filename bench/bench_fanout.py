@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -160,6 +160,10 @@ class HarnessDb:
         with self.begin() as conn:
             return conn.execute(text(sql), params).scalar_one()
 
+    def one(self, sql: str, **params: Any) -> Any:
+        with self.begin() as conn:
+            return conn.execute(text(sql), params).one()
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -240,16 +244,38 @@ class Databases:
         self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def xact_count(db: HarnessDb) -> tuple[int, int]:
-    """(transactions of this database so far, harness transactions counted before this one)."""
+class DbCounters(NamedTuple):
+    """What the database has done so far, read at the start and the end of a phase."""
+
+    xacts: int
+    """transactions of this database (pg_stat_database)"""
+    harness: int
+    """harness transactions counted before this reading"""
+    wal: int
+    """bytes of WAL written by the whole server (pg_current_wal_lsn)"""
+    rows: int
+    """row versions written to this database's tables: inserted, updated, deleted"""
+
+
+def xact_count(db: HarnessDb) -> DbCounters:
+    """The database's counters now (its statistics lag by up to a second: settle first)."""
     harness = HarnessDb.transactions()
-    value = db.scalar("SELECT xact_commit + xact_rollback FROM pg_stat_database "
-                      "WHERE datname = current_database()")
-    return int(value), harness
+    row = db.one("SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                 "WHERE datname = current_database()), "
+                 "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
+                 "(SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint "
+                 "FROM pg_stat_user_tables)")
+    return DbCounters(int(row[0]), harness, int(row[1]), int(row[2]))
 
 
-def mepl_transactions(before: tuple[int, int], after: tuple[int, int]) -> int:
-    return (after[0] - before[0]) - (after[1] - before[1])
+def mepl_transactions(before: DbCounters, after: DbCounters) -> int:
+    return (after.xacts - before.xacts) - (after.harness - before.harness)
+
+
+def write_figures(before: DbCounters, after: DbCounters, n: int, prefix: str) -> dict[str, float]:
+    """WAL bytes and row versions written per item: what a phase cost the disk, not the clock."""
+    return {f"{prefix}_wal_bytes": (after.wal - before.wal) / n,
+            f"{prefix}_row_writes": (after.rows - before.rows) / n}
 
 
 # ----------------------------------------------------------------- processes
@@ -723,6 +749,7 @@ class Run:
         self.metrics["fanout_round_trips_per_s"] = n / (facts["last_done"] - committed)
         self.metrics["fanout_first_submit_s"] = facts["first_submitted"] - committed
         self.metrics["fanout_xact_per_command"] = mepl_transactions(xact0, xact1) / n
+        self.metrics.update(write_figures(xact0, xact1, n, "fanout"))
         self.cpu_per(cpu0, cpu1, n, "fanout_cpu_us")
         self.checks.update({
             "fanout commands done": (facts["states"].get("done", 0), n),
@@ -823,6 +850,7 @@ class Run:
         self.metrics["alerts_stored_per_s"] = len(acked) / (max(acked) - t0) if acked else None
         self.metrics["alerts_applied_per_s"] = n / (last_applied - t0)
         self.metrics["alerts_xact_per_alert"] = mepl_transactions(xact0, xact1) / n
+        self.metrics.update(write_figures(xact0, xact1, n, "alerts"))
         self.cpu_per(cpu0, cpu1, n, "alerts_cpu_us")
         self.checks.update({"alerts stored": (len(acked), n), "alerts refused": (len(refused), 0),
                             "alerts applied (security_events)": (applied, n),
@@ -940,6 +968,8 @@ LINES: tuple[tuple[str, str, str], ...] = (
     ("fanout_submitted_per_s", "fan-out: commands submitted/s", "{:,.0f}"),
     ("fanout_round_trips_per_s", "fan-out: full round trips/s", "{:,.0f}"),
     ("fanout_xact_per_command", "fan-out: transactions per command", "{:,.2f}"),
+    ("fanout_wal_bytes", "fan-out: WAL bytes per command", "{:,.0f}"),
+    ("fanout_row_writes", "fan-out: row versions written per command", "{:,.1f}"),
     ("fanout_cpu_us_mepl", "fan-out: CPU us/command, MEPL (all)", "{:,.0f}"),
     ("fanout_cpu_us_mepl_1", "fan-out: CPU us/command, MEPL 1", "{:,.0f}"),
     ("fanout_cpu_us_mepl_2", "fan-out: CPU us/command, MEPL 2", "{:,.0f}"),
@@ -951,6 +981,8 @@ LINES: tuple[tuple[str, str, str], ...] = (
     ("alerts_stored_per_s", "alerts: MO stored/s (deliver_sm_resp)", "{:,.0f}"),
     ("alerts_applied_per_s", "alerts: verified + applied/s", "{:,.0f}"),
     ("alerts_xact_per_alert", "alerts: transactions per alert", "{:,.2f}"),
+    ("alerts_wal_bytes", "alerts: WAL bytes per alert", "{:,.0f}"),
+    ("alerts_row_writes", "alerts: row versions written per alert", "{:,.1f}"),
     ("alerts_cpu_busy_percent", "alerts: all processes' CPU, % of the cores", "{:,.0f}"),
     ("alerts_ack_p50_ms", "alerts: deliver_sm -> deliver_sm_resp p50, ms", "{:,.1f}"),
     ("alerts_ack_p99_ms", "alerts: deliver_sm -> deliver_sm_resp p99, ms", "{:,.1f}"),
