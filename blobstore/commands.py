@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import Connection, Select, Text, insert, literal, select, text
 
 from blobstore.lifecycle import Transition, record_events_txn
-from blobstore.prepared import Prepared
 from blobstore.schema import command_events, commands, group_members, groups
 
 PRIORITY_SECURITY = 10
@@ -170,19 +169,3 @@ def count_commands_by_state_txn(conn: Connection) -> dict[str, int]:
     """Number of commands in each state (states with none are left out)."""
     rows = conn.execute(text("SELECT state, count(*) FROM commands GROUP BY state"))
     return {str(r[0]): int(r[1]) for r in rows}
-
-
-_SET_FRAMES = Prepared("set_frames", (
-    "UPDATE commands AS c SET counter = v.counter, key_id = v.key_id, frame = v.frame "
-    "FROM unnest(:ids, :counters, :keys, :frames) AS v(id, counter, key_id, frame) "
-    "WHERE c.id = v.id AND c.id = ANY(:ids)"  # = ANY: an index look-up whatever the plan
-), {"ids": "bigint[]", "counters": "bigint[]", "keys": "integer[]", "frames": "bytea[]"})
-
-
-def set_frames_txn(conn: Connection, frames: Mapping[int, tuple[int, int, bytes]]) -> None:
-    """Record each command's sealed frame: ``{command id: (counter, key id, frame)}``."""
-    if frames:
-        ids = sorted(frames)
-        _SET_FRAMES(conn, {"ids": ids, "counters": [frames[i][0] for i in ids],
-                           "keys": [frames[i][1] for i in ids],
-                           "frames": [frames[i][2] for i in ids]})

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from blobstore.commands import COMMAND_FIELDS, CommandRecord, command_record, set_frames_txn
+from blobstore.commands import COMMAND_FIELDS, CommandRecord, command_record
 from blobstore.counters import allocate_counters_txn
 from blobstore.inbound_queue import expire_waiting_txn, wake_found_txn, wake_receipts_txn
 from blobstore.lifecycle import (
@@ -75,25 +75,66 @@ _CLAIM_TARGET = str(lifecycle.target(Event.CLAIM))
 if (_CLAIM_SOURCES != ["queued"] or _CLAIM_TARGET in lifecycle.TERMINAL
         or _CLAIM_TARGET == "queued"):
     raise RuntimeError("the claim statement no longer fits the lifecycle table")
-_CLAIM_COMMANDS = Prepared("claim_commands", (
+_DUE_COMMANDS = Prepared("due_commands", (
     # The claim's order is the index's (ix_commands_queue: priority, created_at, id
     # of queued commands; the state is written out, so the partial index matches
-    # a generic plan): the scan stops at the limit.  The rows are then updated by
-    # id (= ANY of the chosen ids, an index look-up), never by a join the planner
-    # could make a scan of the whole key.  (The f-string adds column names only.)
-    "WITH chosen AS MATERIALIZED (SELECT id FROM commands WHERE state = 'queued' "  # noqa: S608
-    "AND next_attempt_at <= :now AND not_after > :now ORDER BY priority, created_at, id "
-    "LIMIT :limit FOR NO KEY UPDATE SKIP LOCKED) "
+    # a generic plan): the scan stops at the limit.  Rows are locked here and
+    # written once, by _CLAIM_ROWS, with the sealed frames: one row version per
+    # claim instead of two.  (The f-string adds column names only.)
+    f"SELECT {', '.join(COMMAND_FIELDS)} FROM commands "  # noqa: S608
+    "WHERE state = 'queued' AND next_attempt_at <= :now AND not_after > :now "
+    "ORDER BY priority, created_at, id LIMIT :limit FOR NO KEY UPDATE SKIP LOCKED"
+), {"now": "timestamptz", "limit": "integer"})
+_CLAIM_ROWS = Prepared("claim_rows", (
+    # By id (= ANY, an index look-up whatever the plan); a NULL frame keeps the
+    # stored one (a resend, or a command that could not be sealed).
     "UPDATE commands AS c SET state = :target, updated_at = :now, claimed_by = :worker, "
-    "claimed_at = :now, attempts = c.attempts + 1 "
-    "WHERE c.id = ANY(ARRAY(SELECT id FROM chosen)) "
-    f"RETURNING {', '.join(f'c.{f}' for f in COMMAND_FIELDS)}"
-), {"target": "text", "now": "timestamptz", "limit": "integer", "worker": "text"})
+    "claimed_at = :now, attempts = c.attempts + 1, counter = coalesce(v.counter, c.counter), "
+    "key_id = coalesce(v.key_id, c.key_id), frame = coalesce(v.frame, c.frame) "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:counters AS bigint[]), "
+    "CAST(:keys AS integer[]), CAST(:frames AS bytea[])) AS v(id, counter, key_id, frame) "
+    "WHERE c.id = v.id AND c.id = ANY(CAST(:ids AS bigint[]))"
+), {"target": "text", "now": "timestamptz", "worker": "text", "ids": "bigint[]",
+    "counters": "bigint[]", "keys": "integer[]", "frames": "bytea[]"})
 
 
 _CLAIMED_DEVICES = Prepared("claimed_devices", (
     "SELECT id, imei, msisdn, state FROM devices WHERE id = ANY(:ids)"
 ), {"ids": "bigint[]"})
+
+
+def _lock_due_txn(conn: Connection, *, now: datetime, limit: int) -> list[CommandRecord]:
+    """Lock up to ``limit`` due queued commands (others' locked rows skipped), in claim order."""
+    return [command_record(r) for r in _DUE_COMMANDS(conn, {"now": now, "limit": limit})]
+
+
+def claim_locked_txn(conn: Connection, due: Sequence[CommandRecord], *, worker: str,
+                     now: datetime,
+                     sealed: Mapping[int, tuple[int, int, bytes]]) -> list[CommandRecord]:
+    """Write the claim of the ``due`` rows this transaction locked (queued -> sending).
+
+    ``sealed`` is ``{command id: (counter, key id, frame)}``: the new frames,
+    written with the claim.  One UPDATE for the batch, one ``claim`` event
+    per command.  Returns the records as claimed.
+    """
+    if not due:
+        return []
+    ids = sorted(c.id for c in due)
+    none = (None, None, None)
+    _CLAIM_ROWS(conn, {"target": _CLAIM_TARGET, "now": now, "worker": worker, "ids": ids,
+                       "counters": [sealed.get(i, none)[0] for i in ids],
+                       "keys": [sealed.get(i, none)[1] for i in ids],
+                       "frames": [sealed.get(i, none)[2] for i in ids]})
+    record_events_txn(conn, [Transition(c.id, c.device_id, _CLAIM_SOURCES[0], _CLAIM_TARGET)
+                             for c in sorted(due, key=lambda c: c.id)],
+                      event=Event.CLAIM, actor=worker, now=now)
+    claimed = []
+    for c in due:
+        counter, key_id, frame = sealed.get(c.id, (c.counter, c.key_id, c.frame))
+        claimed.append(replace(c, state=_CLAIM_TARGET, updated_at=now, claimed_by=worker,
+                               claimed_at=now, attempts=c.attempts + 1, counter=counter,
+                               key_id=key_id, frame=frame))
+    return claimed
 
 
 def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
@@ -103,14 +144,8 @@ def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
     Rows locked by another dispatcher are skipped, not waited for.  Order:
     priority (lower first), then age.  Each claim counts as an attempt.
     """
-    rows = _CLAIM_COMMANDS(conn, {"target": _CLAIM_TARGET, "now": now, "limit": limit,
-                                  "worker": worker}).all()
-    record_events_txn(conn, sorted((Transition(int(r.id), int(r.device_id),
-                                               _CLAIM_SOURCES[0], _CLAIM_TARGET)
-                                    for r in rows), key=lambda t: t.command_id),
-                      event=Event.CLAIM, actor=worker, now=now)
-    return sorted((command_record(r) for r in rows),
-                  key=lambda c: (c.priority, c.created_at, c.id))
+    return claim_locked_txn(conn, _lock_due_txn(conn, now=now, limit=limit), worker=worker,
+                      now=now, sealed={})
 
 
 def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: int,
@@ -120,23 +155,24 @@ def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: i
     ``key_id`` is the key for devices that have none on record yet (they
     are pinned to it).  A command that already has a frame (a resend) keeps
     it.  A command that cannot be sent (no phone number, a retired device,
-    arguments that do not encode) fails here with the reason.
+    arguments that do not encode) fails here with the reason.  The due rows
+    are locked first and written once, claim and frame together.
     """
-    claimed = claim_commands_txn(conn, worker=worker, now=now, limit=limit)
-    if not claimed:
+    due = _lock_due_txn(conn, now=now, limit=limit)
+    if not due:
         return []
     info = {int(r.id): r for r in _CLAIMED_DEVICES(
-        conn, {"ids": sorted({c.device_id for c in claimed})})}
-    keys = device_keys_txn(conn, [c.device_id for c in claimed if c.frame is None],
+        conn, {"ids": sorted({c.device_id for c in due})})}
+    keys = device_keys_txn(conn, [c.device_id for c in due if c.frame is None],
                            default_key=key_id)
     failures: dict[int, str] = {}
-    for record in claimed:
+    for record in due:
         device = info[record.device_id]
         if device.state == "retired":
             failures[record.id] = "device is retired"
         elif device.msisdn is None:
             failures[record.id] = "device has no phone number"
-    to_seal = [r for r in claimed if r.frame is None and r.id not in failures]
+    to_seal = [r for r in due if r.frame is None and r.id not in failures]
     wanted = Counter((keys[r.device_id], r.device_id) for r in to_seal)
     next_counter = allocate_counters_txn(conn, wanted)
     sealed: dict[int, tuple[int, int, bytes]] = {}
@@ -151,17 +187,16 @@ def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: i
                 record.arguments, record.not_after, device_key, counter, None)))
         except ValueError as exc:
             failures[record.id] = f"cannot encode command: {exc}"
-    set_frames_txn(conn, sealed)
+    claimed = claim_locked_txn(conn, due, worker=worker, now=now, sealed=sealed)
     ready: list[ReadyCommand] = []
     for record in claimed:
-        frame = sealed[record.id][2] if record.id in sealed else record.frame
         error = failures.get(record.id)
-        if error is not None or frame is None:
+        if error is not None or record.frame is None:
             transition_txn(conn, record.id, Event.SEAL_FAILED, machine=lifecycle, now=now,
                            actor=worker, details={"error": error}, last_error=error)
             continue
         ready.append(ReadyCommand(record.id, record.device_id, info[record.device_id].msisdn,
-                                  frame, record.attempts))
+                                  record.frame, record.attempts))
     return ready
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 
-from blobstore.commands import set_frames_txn
+from blobstore.commands import command_record
 from blobstore.lifecycle import Change, transition_ids_txn, transition_many_txn
 from mepl.core import lifecycle
 from mepl.core.lifecycle import Event
-from mepl.runtime.outbound_txn import claim_commands_txn
+from mepl.runtime.outbound_txn import claim_commands_txn, claim_locked_txn
 from tests.support.pg import migrated_database
 from tests.support.plans import explain_executes, plan_nodes
 
@@ -77,9 +77,11 @@ def test_batch_transitions_read_commands_by_primary_key(engine: Engine) -> None:
     assert scans and set(scans) == {("Index Scan", "pk_commands")}
 
 
-def test_sealed_frames_are_written_by_primary_key(engine: Engine) -> None:
-    [command_id] = _ids(engine)
-    scans = _commands_scans(engine, lambda c: set_frames_txn(c, {command_id: (7, 1, b"f")}))
+def test_the_claim_and_its_frames_are_written_by_primary_key(engine: Engine) -> None:
+    with engine.connect() as conn:
+        [record] = [command_record(r) for r in conn.execute(text("SELECT * FROM commands"))]
+    scans = _commands_scans(engine, lambda c: claim_locked_txn(
+        c, [record], worker="t", now=NOW, sealed={record.id: (7, 1, b"f")}))
     assert scans == [("Index Scan", "pk_commands")]
 
 
@@ -88,4 +90,4 @@ def test_the_claim_reads_the_queue_index_in_its_order(engine: Engine) -> None:
     # every command in the state index) would do as well there, and not at 100k.
     scans = _commands_scans(engine, lambda c: claim_commands_txn(
         c, worker="t", now=NOW, limit=10))
-    assert scans == [("Index Scan", "ix_commands_queue"), ("Index Scan", "pk_commands")]
+    assert scans == [("Index Scan", "ix_commands_queue")]

@@ -173,7 +173,7 @@ class QueryPlanTests(SynchronousTestCase):
 
         def capture(conn: Any, cursor: Any, statement: str, parameters: Any,
                     context: Any, executemany: bool) -> None:
-            if "EXECUTE mepl_claim_commands(" in statement:
+            if "EXECUTE mepl_due_commands(" in statement or "EXECUTE mepl_claim_rows(" in statement:
                 captured.append((statement, parameters))
 
         with w.engine.connect() as conn:
@@ -182,18 +182,23 @@ class QueryPlanTests(SynchronousTestCase):
             event.remove(conn, "before_cursor_execute", capture)
             self.assertEqual([c.id for c in claimed], sorted(c.id for c in claimed))
             self.assertEqual(len(claimed), 10)
-            [(statement, parameters)] = captured
-            *guards, execute = statement.split("; ")
+            self.assertEqual(len(captured), 2, captured)
             raw: Any = conn.connection.dbapi_connection
-            with raw.cursor() as cursor:  # the next ten, with the plan the claim uses
-                cursor.execute("; ".join(guards))
-                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + execute, parameters)
-                plan = cursor.fetchone()[0]
+            plans = []
+            with raw.cursor() as cursor:  # the next ten, with the plans the claim uses
+                for statement, parameters in captured:
+                    *guards, execute = statement.split("; ")
+                    if guards:
+                        cursor.execute("; ".join(guards))
+                    cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + execute, parameters)
+                    plans.append(cursor.fetchone()[0])
             conn.rollback()
-        read = [(n["Node Type"], n["Actual Rows"]) for n in plan_nodes(plan)
+        read = [(n["Node Type"], n.get("Index Name"), n["Actual Rows"])
+                for plan in plans for n in plan_nodes(plan)
                 if n.get("Relation Name") == "commands" and n["Node Type"] != "ModifyTable"]
-        self.assertEqual([(kind, rows <= 10) for kind, rows in read],
-                         [("Index Scan", True)] * 2, read)
+        self.assertEqual([(kind, index, rows <= 10) for kind, index, rows in read],
+                         [("Index Scan", "ix_commands_queue", True),
+                          ("Index Scan", "pk_commands", True)], read)
 
     def _run_both_flows(self, w: World, devices: list[Any]) -> None:
         (first, handset), (second, other) = devices
