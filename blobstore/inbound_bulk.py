@@ -71,10 +71,12 @@ _LOCK_DEVICES = Prepared("lock_devices", (
     "WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE"
 ), {"ids": "bigint[]"})
 _SET_WINDOWS = Prepared("set_windows", (
-    "UPDATE devices AS d SET counter_hwm = v.hwm, counter_window = v.win "
+    # The window and the last-seen time in one row version (greatest() skips a NULL).
+    "UPDATE devices AS d SET counter_hwm = v.hwm, counter_window = v.win, "
+    "last_seen_at = greatest(d.last_seen_at, CAST(:seen_at AS timestamptz)) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:hwms AS bigint[]), CAST(:wins AS bigint[])) "
     "AS v(id, hwm, win) WHERE d.id = v.id AND d.id = ANY(CAST(:ids AS bigint[]))"
-), {"ids": "bigint[]", "hwms": "bigint[]", "wins": "bigint[]"})
+), {"ids": "bigint[]", "hwms": "bigint[]", "wins": "bigint[]", "seen_at": "timestamptz"})
 _DEVICE_KEYS = Prepared("device_keys", (
     # imei is char(15): compared as bpchar, so that its index serves
     "SELECT imei, id, key_id, public_key FROM devices WHERE imei = ANY(CAST(:imeis AS bpchar[]))"
@@ -190,12 +192,17 @@ def lock_devices_txn(conn: Connection, device_ids: Iterable[int]) -> dict[int, H
             for r in _LOCK_DEVICES(conn, {"ids": ids})}
 
 
-def set_windows_txn(conn: Connection, windows: Mapping[int, tuple[int, int]]) -> None:
-    """Store each device's new (high-water mark, window) of its replay counters."""
+def set_windows_txn(conn: Connection, windows: Mapping[int, tuple[int, int]],
+                    seen_at: datetime) -> None:
+    """Store each device's new (high-water mark, window) of its replay counters.
+
+    The devices were heard from at ``seen_at``: their last-seen time moves
+    up to it (never back) in the same row version.
+    """
     if windows:
         _SET_WINDOWS(conn, {"ids": list(windows),
                             "hwms": [w[0] for w in windows.values()],
-                            "wins": [w[1] for w in windows.values()]})
+                            "wins": [w[1] for w in windows.values()], "seen_at": seen_at})
 
 
 @dataclass(frozen=True)

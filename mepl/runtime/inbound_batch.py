@@ -237,11 +237,11 @@ def apply_alerts_txn(conn: Connection, *, worker: str, alerts: Sequence[Verified
             else:
                 accepted.append(i)
                 windows[alert.device_id] = advanced
-    set_windows_txn(conn, {alerts[i].device_id: windows[alerts[i].device_id] for i in accepted})
+    set_windows_txn(conn, {alerts[i].device_id: windows[alerts[i].device_id] for i in accepted},
+                    seen_at=now)
     record_security_events_txn(conn, [
         NewSecurityEvent(alerts[i].device_id, kind, alerts[i].part_ids[-1], now, details)
         for i in accepted for kind, details in alerts[i].decision.security_events])
-    touch_many_txn(conn, [(alerts[i].device_id, now) for i in accepted])
     link_many_txn(conn, [Link(alerts[i].part_ids[-1], device_id=alerts[i].device_id)
                          for i in accepted]
                   + [Link(alerts[i].part_ids[-1], device_id=alerts[i].device_id,

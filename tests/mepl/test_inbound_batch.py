@@ -177,8 +177,22 @@ class BatchTests(SynchronousTestCase):
             "AND requested_by = 'policy:sim_changed'"), 1)
         self.assertEqual(self.w.scalar(
             "SELECT count(*) FROM devices WHERE counter_hwm > 0"), 3)
+        # heard from: the window and the last-seen time written together
+        self.assertEqual(self.w.scalar(
+            "SELECT count(*) FROM devices WHERE last_seen_at = :now", now=self.w.now), 3)
         self.assertEqual(self.w.scalar("SELECT count(*) FROM inbound_queue"), 0)
         self.assertEqual(self.w.inbound.worker.counts["inbound_batch_fallbacks"], 0)
+
+    def test_an_alert_never_moves_last_seen_back(self) -> None:
+        later = self.w.now + timedelta(hours=1)
+        with self.w.engine.begin() as conn:
+            conn.execute(text("UPDATE devices SET last_seen_at = :t"), {"t": later})
+        self.store_alert(0, "invalid_sim")
+        self.assertEqual(self.w.inbound.drain(), 1)
+        self.assertEqual(self.w.scalar("SELECT last_seen_at FROM devices WHERE imei = :i",
+                                       i=IMEIS[0]), later)
+        self.assertEqual(self.w.scalar(
+            "SELECT counter_hwm FROM devices WHERE imei = :i", i=IMEIS[0]) > 0, True)
 
 
     def test_housekeeping_wakes_a_receipt_left_waiting_for_a_submit_recorded_meanwhile(
