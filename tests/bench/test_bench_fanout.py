@@ -42,7 +42,8 @@ def test_bench_fanout_reports_every_figure_and_its_counts_add_up(tmp_path: Path)
         "alerts_cpu_us_harness", "peak_rss_mb_mepl_1", "peak_pss_mb_postgres",
         "peak_rss_mb_postgres_largest", "peak_rss_mb_harness", "fanout_cpu_busy_percent",
         "fanout_ack_p50_ms", "fanout_ack_p99_ms", "alerts_cpu_busy_percent",
-        "alerts_ack_p50_ms", "alerts_ack_p99_ms"}
+        "alerts_ack_p50_ms", "alerts_ack_p99_ms", "fanout_wal_bytes", "fanout_row_writes",
+        "alerts_wal_bytes", "alerts_row_writes"}
     assert expected <= set(metrics), expected - set(metrics)
     assert all(metrics[k] is not None for k in expected), metrics
     assert set(data["summary"]) == expected
@@ -50,6 +51,10 @@ def test_bench_fanout_reports_every_figure_and_its_counts_add_up(tmp_path: Path)
         "fanout_submitted_per_s"]
     assert 0 < metrics["fanout_cpu_busy_percent"] <= 100
     assert 0 < metrics["alerts_ack_p50_ms"] <= metrics["alerts_ack_p99_ms"]
+    # counted by the server (its table statistics are flushed about every second,
+    # longer than this run's settle time, so only their presence is checked here)
+    assert metrics["fanout_row_writes"] > 0 and metrics["alerts_row_writes"] > 0, metrics
+    assert metrics["fanout_wal_bytes"] > 0 and metrics["alerts_wal_bytes"] > 0, metrics
     failed = {name: c for name, c in run["checks"].items() if not c["ok"]}
     assert not failed, failed
     assert run["checks"]["fanout commands done"]["got"] == DEVICES
