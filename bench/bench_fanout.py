@@ -257,7 +257,7 @@ class DbCounters(NamedTuple):
     """row versions written to this database's tables: inserted, updated, deleted"""
 
 
-def xact_count(db: HarnessDb) -> DbCounters:
+def db_counters(db: HarnessDb) -> DbCounters:
     """The database's counters now (its statistics lag by up to a second: settle first)."""
     harness = HarnessDb.transactions()
     row = db.one("SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database "
@@ -704,11 +704,11 @@ class Run:
     # -- phase: fan-out ---------------------------------------------------------
     async def idle_transactions(self) -> None:
         self.phase_name = "idle"
-        before = await self.db(xact_count, self.harness_db)
+        before = await self.db(db_counters, self.harness_db)
         cpu = self.cpu_snapshot()
         t0 = time.perf_counter()
         await sleep(self.reactor, self.opts.idle_window)
-        after = await self.db(xact_count, self.harness_db)
+        after = await self.db(db_counters, self.harness_db)
         elapsed = time.perf_counter() - t0
         end = self.cpu_snapshot()
         self.metrics["idle_xact_per_s"] = mepl_transactions(before, after) / elapsed
@@ -720,7 +720,7 @@ class Run:
         n = self.n
         tag = f"bench:fanout:{self.index + 1}"
         await sleep(self.reactor, self.opts.settle)  # statistics flushed: a clean start
-        xact0 = await self.db(xact_count, self.harness_db)
+        xact0 = await self.db(db_counters, self.harness_db)
         cpu0 = self.cpu_snapshot()
         wall0 = time.perf_counter()
         accepted0 = self.sim.stats["accepted"]
@@ -742,7 +742,7 @@ class Run:
         cpu1 = self.cpu_snapshot()
         self.busy_and_acks("fanout", cpu0, cpu1, wall0)
         await sleep(self.reactor, self.opts.settle)
-        xact1 = await self.db(xact_count, self.harness_db)
+        xact1 = await self.db(db_counters, self.harness_db)
         facts = await self.db(self._fanout_facts, tag)
         self.result["fanout"] = {"series": series, **facts}
         self.metrics["fanout_submitted_per_s"] = n / (facts["last_submitted"] - committed)
@@ -810,7 +810,7 @@ class Run:
         now = self.reactor.seconds()
         frames = [d.handset.alert(make_alert("invalid_sim"), now) for d in self.devices]
         await sleep(self.reactor, self.opts.settle)
-        xact0 = await self.db(xact_count, self.harness_db)
+        xact0 = await self.db(db_counters, self.harness_db)
         cpu0 = self.cpu_snapshot()
         wall0 = time.perf_counter()
         self.sim.ack_seconds.clear()
@@ -844,7 +844,7 @@ class Run:
         cpu1 = self.cpu_snapshot()
         self.busy_and_acks("alerts", cpu0, cpu1, wall0)
         await sleep(self.reactor, self.opts.settle)
-        xact1 = await self.db(xact_count, self.harness_db)
+        xact1 = await self.db(db_counters, self.harness_db)
         last_applied, hwm, applied = await self.db(self._alert_facts)
         self.result["alerts"] = {"series": series, "refused": refused}
         self.metrics["alerts_stored_per_s"] = len(acked) / (max(acked) - t0) if acked else None

@@ -69,9 +69,10 @@ Sealer = Callable[[ClaimedCommand], bytes]
 
 _CLAIM_SOURCES = sorted(str(s) for s in lifecycle.sources(Event.CLAIM))
 _CLAIM_TARGET = str(lifecycle.target(Event.CLAIM))
-# The statement below sets only these columns: it would need more for a target
-# that ends a command (finished_at) or puts it back in the queue (claimed_*).
-# It reads ix_commands_queue, an index of queued commands only (migration 0009).
+# The claim statements below set only these columns: they would need more for a
+# target that ends a command (finished_at) or puts it back in the queue
+# (claimed_*).  They read ix_commands_queue, an index of queued commands only
+# (migration 0009).
 if (_CLAIM_SOURCES != ["queued"] or _CLAIM_TARGET in lifecycle.TERMINAL
         or _CLAIM_TARGET == "queued"):
     raise RuntimeError("the claim statement no longer fits the lifecycle table")
@@ -109,32 +110,22 @@ def _lock_due_txn(conn: Connection, *, now: datetime, limit: int) -> list[Comman
 
 
 def claim_locked_txn(conn: Connection, due: Sequence[CommandRecord], *, worker: str,
-                     now: datetime,
-                     sealed: Mapping[int, tuple[int, int, bytes]]) -> list[CommandRecord]:
+                     now: datetime, sealed: Mapping[int, tuple[int, int, bytes]]) -> None:
     """Write the claim of the ``due`` rows this transaction locked (queued -> sending).
 
     ``sealed`` is ``{command id: (counter, key id, frame)}``: the new frames,
     written with the claim.  One UPDATE for the batch, one ``claim`` event
-    per command.  Returns the records as claimed.
+    per command.
     """
     if not due:
-        return []
-    ids = sorted(c.id for c in due)
-    none = (None, None, None)
-    _CLAIM_ROWS(conn, {"target": _CLAIM_TARGET, "now": now, "worker": worker, "ids": ids,
-                       "counters": [sealed.get(i, none)[0] for i in ids],
-                       "keys": [sealed.get(i, none)[1] for i in ids],
-                       "frames": [sealed.get(i, none)[2] for i in ids]})
+        return
+    by_id = sorted(due, key=lambda c: c.id)
+    new = [sealed.get(c.id, (None, None, None)) for c in by_id]
+    _CLAIM_ROWS(conn, {"target": _CLAIM_TARGET, "now": now, "worker": worker,
+                       "ids": [c.id for c in by_id], "counters": [n[0] for n in new],
+                       "keys": [n[1] for n in new], "frames": [n[2] for n in new]})
     record_events_txn(conn, [Transition(c.id, c.device_id, _CLAIM_SOURCES[0], _CLAIM_TARGET)
-                             for c in sorted(due, key=lambda c: c.id)],
-                      event=Event.CLAIM, actor=worker, now=now)
-    claimed = []
-    for c in due:
-        counter, key_id, frame = sealed.get(c.id, (c.counter, c.key_id, c.frame))
-        claimed.append(replace(c, state=_CLAIM_TARGET, updated_at=now, claimed_by=worker,
-                               claimed_at=now, attempts=c.attempts + 1, counter=counter,
-                               key_id=key_id, frame=frame))
-    return claimed
+                             for c in by_id], event=Event.CLAIM, actor=worker, now=now)
 
 
 def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
@@ -143,9 +134,12 @@ def claim_commands_txn(conn: Connection, *, worker: str, now: datetime,
 
     Rows locked by another dispatcher are skipped, not waited for.  Order:
     priority (lower first), then age.  Each claim counts as an attempt.
+    Returns the records as claimed.
     """
-    return claim_locked_txn(conn, _lock_due_txn(conn, now=now, limit=limit), worker=worker,
-                      now=now, sealed={})
+    due = _lock_due_txn(conn, now=now, limit=limit)
+    claim_locked_txn(conn, due, worker=worker, now=now, sealed={})
+    return [replace(c, state=_CLAIM_TARGET, updated_at=now, claimed_by=worker, claimed_at=now,
+                    attempts=c.attempts + 1) for c in due]
 
 
 def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: int,
@@ -187,16 +181,17 @@ def claim_and_seal_txn(conn: Connection, *, worker: str, now: datetime, limit: i
                 record.arguments, record.not_after, device_key, counter, None)))
         except ValueError as exc:
             failures[record.id] = f"cannot encode command: {exc}"
-    claimed = claim_locked_txn(conn, due, worker=worker, now=now, sealed=sealed)
+    claim_locked_txn(conn, due, worker=worker, now=now, sealed=sealed)
     ready: list[ReadyCommand] = []
-    for record in claimed:
+    for record in due:
+        frame = sealed[record.id][2] if record.id in sealed else record.frame
         error = failures.get(record.id)
-        if error is not None or record.frame is None:
+        if error is not None or frame is None:
             transition_txn(conn, record.id, Event.SEAL_FAILED, machine=lifecycle, now=now,
                            actor=worker, details={"error": error}, last_error=error)
             continue
         ready.append(ReadyCommand(record.id, record.device_id, info[record.device_id].msisdn,
-                                  record.frame, record.attempts))
+                                  frame, record.attempts + 1))
     return ready
 
 
