@@ -6,7 +6,8 @@ Figures: seal (encode + sign) command frames/s (``seal``: one command sealed for
 many devices, as in a fan-out; ``seal_from_json``: the command rebuilt from its
 JSON each time), open + verify reply frames/s,
 handset receive (verify + window + execute + sign reply) frames/s, and the raw
-Ed25519 sign/verify rates for comparison.  Medians over ``--runs``.
+Ed25519 sign/verify rates for comparison: libsodium's (what ``signing`` uses)
+and OpenSSL's through ``cryptography``.  Medians over ``--runs``.
 Targets: seal >= 20,000/s, open reply >= 10,000/s.
 """
 
@@ -62,7 +63,8 @@ def main() -> None:
     device_public = device.public
     signed = b"x" * 120
     signature = server.sign(signed)
-    server_public = server.private_key.public_key()
+    server_verify = server.public
+    server_openssl = server.private_key.public_key()
 
     def seal_n(n: int) -> None:
         for counter in range(1, n + 1):
@@ -98,14 +100,23 @@ def main() -> None:
 
     def verify_n(n: int) -> None:
         for _ in range(n):
-            server_public.verify(signature, signed)
+            server_verify.verify(signature, signed)
+
+    def openssl_sign_n(n: int) -> None:
+        for _ in range(n):
+            server.private_key.sign(signed)
+
+    def openssl_verify_n(n: int) -> None:
+        for _ in range(n):
+            server_openssl.verify(signature, signed)
 
     elapsed: list[float] = []
     results: dict[str, list[float]] = {}
     for _ in range(args.runs):
         rates = interleaved({"seal": seal_n, "seal_from_json": seal_json_n,
                              "ed25519_sign": sign_n, "open_reply": open_n,
-                             "ed25519_verify": verify_n}, args.count)
+                             "ed25519_verify": verify_n, "openssl_sign": openssl_sign_n,
+                             "openssl_verify": openssl_verify_n}, args.count)
         handset_n(args.count // 4)
         rates["handset_receive"] = args.count // 4 / elapsed[-1]
         for name, value in rates.items():
