@@ -66,23 +66,25 @@ def _check_key_id(key_id: int) -> None:
 
 @dataclass(frozen=True)
 class VerifyKey:
-    """A public key and its id: what a verifier holds."""
+    """A public key (its 32 raw octets) and its id: what a verifier holds."""
 
     key_id: int
-    public_key: Ed25519PublicKey = field(compare=False)
-    raw: bytes = field(default=b"")
+    raw: bytes
 
     def __post_init__(self) -> None:
         _check_key_id(self.key_id)
-        if not self.raw:
-            object.__setattr__(self, "raw", self.public_key.public_bytes_raw())
+        if len(self.raw) != 32:
+            raise EncodingError("an Ed25519 public key is 32 octets")
 
     @classmethod
     def from_raw(cls, key_id: int, raw: bytes) -> VerifyKey:
-        """Build from the 32 raw public key octets."""
-        if len(raw) != 32:
-            raise EncodingError("an Ed25519 public key is 32 octets")
-        return cls(key_id, Ed25519PublicKey.from_public_bytes(raw), bytes(raw))
+        """Build from the 32 raw public key octets (raises :class:`EncodingError`)."""
+        return cls(key_id, bytes(raw))
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The key as a ``cryptography`` object (for PEM and X.509; not used to verify)."""
+        return Ed25519PublicKey.from_public_bytes(self.raw)
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """Whether ``signature`` is this key's Ed25519 signature of ``data``.
@@ -133,7 +135,7 @@ class SigningKey:
     @property
     def public(self) -> VerifyKey:
         """The matching :class:`VerifyKey`."""
-        return VerifyKey(self.key_id, self.private_key.public_key())
+        return VerifyKey(self.key_id, self.private_key.public_key().public_bytes_raw())
 
     def sign(self, data: bytes) -> bytes:
         """The 64-octet Ed25519 signature of ``data``."""
@@ -185,4 +187,4 @@ def load_public_pem(key_id: int, data: bytes) -> VerifyKey:
     key = serialization.load_pem_public_key(data)
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError("not an Ed25519 public key")
-    return VerifyKey(key_id, key)
+    return VerifyKey(key_id, key.public_bytes_raw())
