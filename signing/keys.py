@@ -135,7 +135,7 @@ class SigningKey:
     @property
     def public(self) -> VerifyKey:
         """The matching :class:`VerifyKey`."""
-        return VerifyKey(self.key_id, self.private_key.public_key().public_bytes_raw())
+        return VerifyKey(self.key_id, self._sodium_secret[32:])
 
     def sign(self, data: bytes) -> bytes:
         """The 64-octet Ed25519 signature of ``data``."""
