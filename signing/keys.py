@@ -118,8 +118,10 @@ class SigningKey:
 
     def __post_init__(self) -> None:
         _check_key_id(self.key_id)
-        # libsodium's 64-octet secret key: the seed, then the public key.
-        _, secret = sodium.crypto_sign_seed_keypair(self.private_key.private_bytes_raw())
+        # libsodium's 64-octet secret key is the seed, then the public key, which
+        # the private key object has already derived (no second derivation).
+        secret = (self.private_key.private_bytes_raw()
+                  + self.private_key.public_key().public_bytes_raw())
         object.__setattr__(self, "_sodium_secret", secret)
 
     @classmethod
