@@ -11,7 +11,10 @@ but lighter, because nothing needs a PDU row's id:
 
 With ``pdu_log = "all"`` a command's round trip writes six PDU rows against
 three SMS rows; the PDU log cost about 11 % of MEPL's CPU per command
-through the general batcher (docs/benchmarks.md).
+through the general batcher (docs/benchmarks.md).  With ``pdu_log =
+"batched"`` (the default) the same writer queues packed records instead of
+lines and stores a batch as one row per (direction, link)
+(:mod:`blobstore.pdu_batches`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -32,6 +36,8 @@ from blobstore.pool import Clock, DelayedCall, InteractionRunner
 from blobstore.schema import DIRECTIONS
 
 log = Logger()
+
+Item = TypeVar("Item")
 
 _COPY_PDUS = f"COPY messages ({', '.join(COPY_COLUMNS[1:])}) FROM STDIN"
 
@@ -62,18 +68,21 @@ def insert_pdus_txn(conn: Connection, lines: Sequence[str]) -> int:
     return len(lines)
 
 
-class _Batch:
+class _Batch(Generic[Item]):
     __slots__ = ("lines", "stored")
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines: list[Item] = []
         self.stored: Deferred[None] = Deferred()
 
 
-class PduLog(GroupCommit):
-    """Collects PDU lines and writes them in batches through ``runner``.
+class PduLog(GroupCommit, Generic[Item]):
+    """Collects PDU items and writes them in batches through ``runner``.
 
-    ``add`` returns the Deferred of the batch the line joined: it fires with
+    The items are :func:`pdu_line` texts written by :func:`insert_pdus_txn`
+    (the default), or what another ``write_txn`` takes (one transaction per
+    batch, returning how many it stored).
+    ``add`` returns the Deferred of the batch the item joined: it fires with
     None once the batch is committed, or fails when it could not be written
     (the store unavailable, retries exhausted).  A batch is written when it
     holds ``max_rows`` lines, ``max_delay_s`` after its first line, or as
@@ -85,11 +94,15 @@ class PduLog(GroupCommit):
     def __init__(self, runner: InteractionRunner, clock: Clock, *, max_rows: int = 500,
                  max_delay_s: float = 0.005, max_in_flight: int = 2,
                  max_backlog: int = 50_000,
-                 on_lost: Callable[[int], object] | None = None) -> None:
+                 on_lost: Callable[[int], object] | None = None,
+                 write_txn: Callable[[Connection, Sequence[Item]], int] | None = None,
+                 ) -> None:
         super().__init__(runner, clock, max_rows=max_rows, max_delay_s=max_delay_s,
                          max_in_flight=max_in_flight, max_backlog=max_backlog)
         self._on_lost = on_lost
-        self._batches: deque[_Batch] = deque()
+        self._write_txn: Callable[[Connection, Sequence[Any]], int] = (
+            write_txn if write_txn is not None else insert_pdus_txn)
+        self._batches: deque[_Batch[Item]] = deque()
         self._waiting = 0
         self._timer: DelayedCall | None = None
         self._in_flight: list[Deferred[None]] = []
@@ -100,8 +113,8 @@ class PduLog(GroupCommit):
         """Lines waiting for a batch."""
         return self._waiting
 
-    def add(self, line: str) -> Deferred[None]:
-        """Queue one PDU line; the Deferred fires once its batch is committed."""
+    def add(self, line: Item) -> Deferred[None]:
+        """Queue one PDU item; the Deferred fires once its batch is committed."""
         refused = self._refused(self._waiting, "insert_pdus")
         if refused is not None:
             return refused
@@ -137,22 +150,22 @@ class PduLog(GroupCommit):
         if self._batches and self._timer is None:
             self._timer = self._clock.callLater(self._max_delay_s, self._on_timer)
 
-    def _write(self, batch: _Batch) -> None:
+    def _write(self, batch: _Batch[Item]) -> None:
         if self._timer is not None and self._timer.active() and not self._batches:
             self._timer.cancel()
             self._timer = None
         self._waiting -= len(batch.lines)
-        d = self._runner.run_interaction("insert_pdus", insert_pdus_txn, batch.lines)
+        d = self._runner.run_interaction("insert_pdus", self._write_txn, batch.lines)
         finished: Deferred[None] = d.addCallbacks(self._stored, self._lost,
                                                   callbackArgs=(batch,), errbackArgs=(batch,))
         self._in_flight.append(finished)
         finished.addBoth(self._done, finished)
 
-    def _stored(self, _: int, batch: _Batch) -> None:
+    def _stored(self, _: int, batch: _Batch[Item]) -> None:
         self.batches_written += 1
         batch.stored.callback(None)
 
-    def _lost(self, failure: Failure, batch: _Batch) -> None:
+    def _lost(self, failure: Failure, batch: _Batch[Item]) -> None:
         log.warn("{n} PDU rows not stored: {error}", n=len(batch.lines),
                  error=failure.getErrorMessage())
         if self._on_lost is not None:

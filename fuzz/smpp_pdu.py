@@ -7,8 +7,9 @@ only what that handler catches (CodecError, UdhError, ValueError), and the
 row stored for it has no NUL in a text column (psycopg2 would refuse the
 whole batch) and gives an MO's payload back; a decoded body re-encodes to
 the same bytes; the PDU records blank bind passwords
-whatever the frame.  Bodies are random, or real ones with a field, a length
-or a byte mutated.
+whatever the frame; a stored PDU batch (``pdu_batch`` payload) is read back
+whole or refused with ``ValueError``, never read short.  Bodies are random,
+or real ones with a field, a length or a byte mutated.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fuzz._common import Reader, expect, instrumented, run
 
 with instrumented(__name__ == "__main__"):
     from blobstore.messages import NewMessage
+    from blobstore.pdu_batches import MAGIC, pack_pdu, unpack_batch
     from mepl.runtime.inbound_rows import part_row, receipt_row
     from sms_gateway.errors import UdhError
     from sms_gateway.events import DeliveryReceipt, InboundMessage
@@ -96,6 +98,24 @@ def stored_part(message: InboundMessage) -> None:
                                                   message.udh.concat.total)
 
 
+def stored_batch(r: Reader) -> None:
+    """A ``pdu_batch`` payload, real (then maybe mutated) or random, read back."""
+    if r.flag():
+        payload = bytearray(MAGIC)
+        for _ in range(r.u8() % 4):
+            payload += pack_pdu(r.u32() / 1000, r.chunk(6).decode("latin-1") or None,
+                                r.chunk(40))
+        if payload and r.flag():
+            payload[r.u16() % len(payload)] = r.u8()
+        data = bytes(payload)
+    else:
+        data = r.rest()
+    pdus = expect(lambda: unpack_batch(data), ValueError)
+    if pdus is not None:
+        used = sum(14 + len(p.raw) + len((p.reference or "").encode()) for p in pdus)
+        assert len(MAGIC) + used == len(data), "batch read short or long"
+
+
 def structured(r: Reader) -> bytes:
     """A real submit_sm/deliver_sm body from fuzz fields, then mutated (or not)."""
     tlvs = []
@@ -123,7 +143,7 @@ def structured(r: Reader) -> bytes:
 def one_input(data: bytes) -> None:
     """Dispatch on the first octet: which decoder gets the rest."""
     r = Reader(data)
-    mode = r.u8() % 7
+    mode = r.u8() % 8
     if mode == 0:
         deliver(r.rest())
     elif mode == 1:
@@ -145,6 +165,8 @@ def one_input(data: bytes) -> None:
         expect(lambda: codec.smpplib_decode(raw), CodecError)
         record = make_record("in", "fuzz", raw, 0.0)
         assert len(record.raw) <= len(raw)
+    elif mode == 7:
+        stored_batch(r)
     else:
         mode_id = r.pick(sorted(codec.BIND_COMMANDS))
         body = r.rest()

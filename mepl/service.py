@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from blobstore.pdu_batches import insert_pdu_batches_txn, pack_pdu
 from blobstore.pdu_log import PduLog, pdu_line
 from blobstore.pool import DatabasePool
 from mepl.admin.handlers import KeyRotator
@@ -81,12 +82,14 @@ class MeplService(MultiService):
         self.pool = DatabasePool.from_config(engine, reactor, settings.database)
         # Every transaction goes through the timing wrapper (mepl_db_transaction_seconds).
         self.runner = TimedRunner(self.pool, reactor, self.registry)
-        self.pdu_log = PduLog(
+        batched = settings.smpp.pdu_log == "batched"
+        self.pdu_log: PduLog[Any] = PduLog(
             self.runner, reactor, max_rows=settings.database.batch_max_rows,
             max_delay_s=settings.database.pdu_batch_max_delay_ms / 1000,
             # at least what the binds can hold unsettled, so it never refuses a PDU record
             max_backlog=max(50_000, records_bound(settings.smpp)),
-            on_lost=self.pdu_errors.inc)
+            on_lost=self.pdu_errors.inc,
+            write_txn=insert_pdu_batches_txn if batched else None)
         worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.worker = InboundWorker(
             runner=self.runner, clock=reactor, server_id=signer.server_id,
@@ -98,7 +101,8 @@ class MeplService(MultiService):
         self.binds: dict[str, SmppBind] = build_binds(
             settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,
             on_receipt=self.inbound.on_receipt,
-            pdu_sink=self._store_pdu if settings.smpp.pdu_log == "all" else None)
+            pdu_sink={"all": self._store_pdu, "batched": self._store_packed_pdu,
+                      "none": None}[settings.smpp.pdu_log])
         for bind in self.binds.values():
             bind.setServiceParent(self)  # type: ignore[no-untyped-call]
         channels: dict[str, OutboundChannel] = dict(self.binds)
@@ -185,6 +189,11 @@ class MeplService(MultiService):
             direction=record.direction, link=record.link, command=record.command,
             sequence=record.sequence, status=record.status, reference=record.reference,
             message_id=record.message_id, raw=record.raw))
+
+    def _store_packed_pdu(self, record: PduRecord) -> Deferred[None]:
+        # pdu_log = "batched": the batch is stored as one row per (direction, link).
+        return self.pdu_log.add((record.direction, record.link,
+                                 pack_pdu(record.at, record.reference, record.raw)))
 
     @property
     def http_address(self) -> tuple[str, int] | None:

@@ -19,12 +19,16 @@ What each kind shows:
   keys, the command answered, status, result items as text for the opcodes
   whose items are known) or an alert (type, raised at, arguments);
 - ``dlr``: the receipt's status; ``pdu``: SMPP command, sequence and status;
+  ``pdu_batch``: how many PDUs of each command, and each PDU (time, command,
+  sequence, status, reference, the SMSC id of a submit_sm_resp, hex) in
+  ``details["pdus"]``;
 - HTTP callbacks as received: the gateway and the request line (stored rows
   are already redacted: no token, no Authorization header).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,13 +36,23 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from blobstore.messages import StoredMessage
+from blobstore.pdu_batches import KIND, unpack_batch
 from signing.errors import FrameRejected, SigningError
 from signing.fields import FEATURES
 from signing.frames import CommandFrame, OpenedAlert, Reply, peek_frame
 from signing.transport import ARMOUR_PREFIX, dearmour
 from signing.wire import COMMAND_HEADER_LEN, TYPE_COMMAND, Tlv, check_envelope
 from sms_gateway.errors import UdhError
-from sms_gateway.smpp.codec import HEADER, HEADER_LEN, command_name, describe_status
+from sms_gateway.smpp.codec import (
+    ESME_ROK,
+    HEADER,
+    HEADER_LEN,
+    SUBMIT_SM_RESP,
+    CodecError,
+    command_name,
+    decode_message_id_body,
+    describe_status,
+)
 from sms_gateway.udh import Udh, split_user_data
 
 LOCK_STATES: Final[Mapping[int, str]] = {0: "unlocked", 1: "locked",
@@ -146,7 +160,7 @@ def _verdict(message: StoredMessage, details: Mapping[str, Any]) -> str:
         return f"receipt: {status}" if status else "no receipt yet"
     if "request" in details:  # an HTTP callback as received
         return "applied" if message.command_id is not None else "-"
-    if message.direction != "in" or message.kind == "pdu":
+    if message.direction != "in" or message.kind in ("pdu", KIND):
         return "-"
     if message.device_id is not None or message.command_id is not None:
         return "verified" if message.kind == "mo" else "applied"
@@ -160,6 +174,8 @@ def _decode(message: StoredMessage, parts: Sequence[StoredMessage], opcode: str 
     meta = message.meta or {}
     if message.kind == "pdu":
         return _pdu(message, details)
+    if message.kind == KIND:
+        return _pdu_batch(message, details)
     if message.channel == "http" and message.direction == "in" and "data_coding" not in meta:
         return _callback(message, details)
     if message.kind == "mt":
@@ -360,6 +376,34 @@ def _pdu(message: StoredMessage, details: dict[str, Any]) -> str:
         details["smsc_message_id"] = message.smsc_message_id
     shown = f" {describe_status(status)}" if command.endswith("_resp") or status else ""
     return f"{command} seq {sequence}{shown}"
+
+
+def _pdu_batch(message: StoredMessage, details: dict[str, Any]) -> str:
+    try:
+        batch = unpack_batch(message.payload)
+    except ValueError as exc:
+        raise _Undecodable(str(exc)) from None
+    pdus: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for pdu in batch:
+        entry: dict[str, Any] = {"at": pdu.at.isoformat()}
+        if len(pdu.raw) >= HEADER_LEN:
+            _, command_id, status, sequence = HEADER.unpack_from(pdu.raw)
+            command = command_name(command_id)
+            entry.update(command=command, sequence=sequence, status=describe_status(status))
+            if command_id == SUBMIT_SM_RESP and status == ESME_ROK:
+                with contextlib.suppress(CodecError):
+                    entry["smsc_message_id"] = decode_message_id_body(pdu.raw[HEADER_LEN:])
+        else:
+            command = "short frame"
+        if pdu.reference is not None:
+            entry["reference"] = pdu.reference
+        entry["hex"] = pdu.raw.hex()
+        counts[command] = counts.get(command, 0) + 1
+        pdus.append(entry)
+    details["pdus"] = pdus
+    shown = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+    return f"{len(pdus)} PDUs" + (f": {shown}" if shown else "")
 
 
 def _callback(message: StoredMessage, details: dict[str, Any]) -> str:

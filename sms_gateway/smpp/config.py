@@ -94,12 +94,14 @@ class SmppConfig:
 
     Routes may name links of other channels (HTTP gateways) too, so their link
     names are checked when the :class:`sms_gateway.routing.Router` is built.
-    ``pdu_log``: ``all`` stores every raw PDU sent and received (binds,
-    enquire_links, responses) besides the SMS themselves; ``none`` stores
-    the SMS (``mt``, ``mo``, ``dlr`` rows, raw user data included) only,
-    about two thirds fewer rows per command.
+    ``pdu_log``: ``batched`` (the default) stores every raw PDU sent and
+    received (binds, enquire_links, responses) besides the SMS themselves,
+    many PDUs to a row (``pdu_batch`` rows, :mod:`blobstore.pdu_batches`);
+    ``all`` stores the same PDUs one row each (``pdu`` rows, with the SMSC id
+    of a submit_sm_resp in its indexed column); ``none`` stores the SMS
+    (``mt``, ``mo``, ``dlr`` rows, raw user data included) only.
     """
 
     links: Mapping[str, SmppLinkConfig] = field(default_factory=lambda: MappingProxyType({}))
     routes: tuple[Route, ...] = ()
-    pdu_log: Literal["all", "none"] = "all"
+    pdu_log: Literal["batched", "all", "none"] = "batched"

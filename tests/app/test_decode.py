@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from blobstore.messages import StoredMessage
+from blobstore.pdu_batches import MAGIC, pack_pdu
 from mepl.app.decode import decode_message, hex_dump
 from signing.alerts import make_alert
 from signing.commands import make_command
@@ -146,6 +147,9 @@ def test_a_tampered_frame_is_still_shown_with_the_rejection_recorded() -> None:
     ("mo", b"\x12" + bytes(30), None, "undecodable: truncated: 31 octets"),
     ("mt", b"\x13" + bytes(100), None, "undecodable: wrong_frame_type: type 3"),
     ("pdu", b"\x00\x01", None, "undecodable: 2 octets: shorter than a PDU header"),
+    ("pdu_batch", b"\x00\x01", None, "undecodable: not a PDU batch"),
+    ("pdu_batch", MAGIC + pack_pdu(1.0, None, bytes(16))[:-1], None,
+     "undecodable: record 1: cut short"),
 ])
 def test_garbage_never_raises_and_shows_the_reason_and_hex(
         kind: str, payload: bytes, meta: Mapping[str, Any] | None, reason: str) -> None:
@@ -178,6 +182,23 @@ def test_concatenated_parts_are_joined_only_when_every_part_is_stored() -> None:
     assert joined.details["joined_parts"] == [21, 22]
     assert joined.details["udh"]["concat"] == {"reference": 9, "seq": 2, "total": 2}
     assert (joined.part, joined.verdict) == ("2/2", "verified")
+
+
+def test_a_pdu_batch_shows_each_pdu_with_its_time_command_and_smsc_id() -> None:
+    resp = (b"\x00\x00\x00\x17\x80\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x07"
+            b"abc123\x00")
+    submit = b"\x00\x00\x00\x10\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x07"
+    at = AT.timestamp()
+    payload = (MAGIC + pack_pdu(at, "c9", submit) + pack_pdu(at + 0.5, "c9", resp)
+               + pack_pdu(at, None, b"x"))
+    view = decode_message(stored("pdu_batch", payload, direction="out", meta={"pdus": 3}))
+    assert view.summary == "3 PDUs: short frame 1, submit_sm 1, submit_sm_resp 1"
+    assert view.verdict == "-"
+    first, second, third = view.details["pdus"]
+    assert (first["command"], first["sequence"], first["reference"]) == ("submit_sm", 7, "c9")
+    assert first["at"] == AT.isoformat()
+    assert (second["smsc_message_id"], second["hex"]) == ("abc123", resp.hex())
+    assert third == {"at": AT.isoformat(), "hex": "78"}
 
 
 def test_receipts_pdus_and_http_callbacks() -> None:

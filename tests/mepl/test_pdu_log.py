@@ -1,4 +1,4 @@
-"""``smpp.pdu_log``: every raw PDU stored (the default), or the SMS rows only."""
+"""``smpp.pdu_log``: every raw PDU stored many to a row (the default), one to a row, or none."""
 
 from __future__ import annotations
 
@@ -41,9 +41,14 @@ def tmp() -> Any:
     shutil.rmtree(path, True)
 
 
-def test_every_raw_pdu_is_handed_to_the_store_by_default(tmp: Path) -> None:
+def test_every_raw_pdu_is_handed_to_the_batched_store_by_default(tmp: Path) -> None:
     service = _service(tmp, {})
-    assert service.binds["carrier"].pdu_sink is not None
+    assert service.binds["carrier"].pdu_sink == service._store_packed_pdu
+
+
+def test_pdu_log_all_stores_one_row_per_pdu(tmp: Path) -> None:
+    service = _service(tmp, {"pdu_log": "all"})
+    assert service.binds["carrier"].pdu_sink == service._store_pdu
 
 
 def test_pdu_log_none_stores_the_sms_rows_only(tmp: Path) -> None:
@@ -52,6 +57,7 @@ def test_pdu_log_none_stores_the_sms_rows_only(tmp: Path) -> None:
 
 
 def test_an_unknown_pdu_log_value_is_refused_naming_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"smpp\.pdu_log: expected one of 'all', 'none'"):
+    with pytest.raises(ConfigError,
+                       match=r"smpp\.pdu_log: expected one of 'batched', 'all', 'none'"):
         load_settings({"dispatch": {"server_number": SERVER_NUMBER},
                        "smpp": {"pdu_log": "some"}})

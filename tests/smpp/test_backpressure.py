@@ -48,6 +48,7 @@ from sms_gateway.smpp.session import (
 )
 from sms_gateway.smpp.simulator import SimulatorConfig
 from tests.smpp.support import Memory, link_config
+from tests.support.pdus import stored_pdus
 from tests.support.pg import migrated_database
 
 R: Any = reactor
@@ -254,11 +255,9 @@ class FloodPeer:
 
 
 def pdu_counts(engine: Engine) -> dict[tuple[str, str], int]:
+    """Stored PDUs by (direction, command), whether one to a row or many (``pdu_batch``)."""
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT direction, meta ->> 'command', count(*) FROM messages "
-            "WHERE kind = 'pdu' GROUP BY 1, 2")).all()
-    return {(direction, command): n for direction, command, n in rows}
+        return dict(Counter((direction, command) for direction, command, _ in stored_pdus(conn)))
 
 
 class FloodTest(unittest.TestCase):

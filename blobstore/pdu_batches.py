@@ -1,0 +1,118 @@
+"""Raw PDUs stored many to a row: the ``pdu_batch`` messages of ``smpp.pdu_log = "batched"``.
+
+One row per (direction, link) of each PDU log batch instead of one row per
+PDU: the PDUs keep their exact bytes, order and time, and the store writes
+two rows where it wrote hundreds (each with its index entries and WAL
+record).  The payload is self-describing::
+
+    batch  = "MPB1" record*
+    record = at (int64, microseconds since the epoch, UTC)
+             ref_len (uint16) pdu_len (uint32)      big-endian
+             reference (ref_len octets, UTF-8; 0 = none) pdu (pdu_len octets)
+
+``pdu`` is the PDU as it crossed the wire (bind passwords blanked).  Its
+length is stored rather than read from the PDU's ``command_length``, so a
+frame whose header lies is kept whole as well.  The row's ``meta`` is
+``{"pdus": n}``; its ``sha256`` covers the whole payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection
+
+from blobstore.copy import NULL, bytea_cell, copy_from_text, text_cell
+from blobstore.messages import COPY_COLUMNS
+from blobstore.schema import DIRECTIONS
+
+MAGIC = b"MPB1"
+"""The first four octets of every batch payload (format 1)."""
+KIND = "pdu_batch"
+"""The ``messages.kind`` of a batch row."""
+_HEAD = struct.Struct(">qHI")
+_MAX_REFERENCE = 0xFFFF
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COPY_BATCHES = f"COPY messages ({', '.join(COPY_COLUMNS[1:])}) FROM STDIN"
+
+PduItem = tuple[str, str, bytes]
+"""What the PDU log queues per PDU: direction, link and the packed record (:func:`pack_pdu`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedPdu:
+    """One PDU read back from a batch."""
+
+    at: datetime
+    reference: str | None
+    raw: bytes
+
+
+def pack_pdu(at: float, reference: str | None, raw: bytes) -> bytes:
+    """One record: ``raw`` sent or received at ``at`` (epoch seconds), with its reference.
+
+    A reference longer than 65,535 octets is cut (references are the
+    dispatcher's own short ids).
+    """
+    ref = reference.encode("utf-8")[:_MAX_REFERENCE] if reference else b""
+    return _HEAD.pack(round(at * 1_000_000), len(ref), len(raw)) + ref + raw
+
+
+def unpack_batch(payload: bytes) -> list[BatchedPdu]:
+    """Every PDU of a batch payload, in order; ``ValueError`` names what is wrong."""
+    data = bytes(payload)
+    if data[:4] != MAGIC:
+        raise ValueError("not a PDU batch (no MPB1 header)")
+    pdus: list[BatchedPdu] = []
+    offset = len(MAGIC)
+    while offset < len(data):
+        if len(data) - offset < _HEAD.size:
+            raise ValueError(f"record {len(pdus) + 1}: cut short in its header")
+        at_us, ref_len, pdu_len = _HEAD.unpack_from(data, offset)
+        offset += _HEAD.size
+        end = offset + ref_len + pdu_len
+        if end > len(data):
+            raise ValueError(f"record {len(pdus) + 1}: cut short ({end - len(data)} octets "
+                             "missing)")
+        try:
+            reference = data[offset:offset + ref_len].decode("utf-8") if ref_len else None
+            at = _EPOCH + timedelta(microseconds=at_us)
+        except (UnicodeDecodeError, OverflowError) as exc:
+            raise ValueError(f"record {len(pdus) + 1}: {exc}") from None
+        pdus.append(BatchedPdu(at, reference, data[offset + ref_len:end]))
+        offset = end
+    return pdus
+
+
+def batch_lines(items: Sequence[PduItem]) -> list[str]:
+    """The ``messages`` rows (COPY text, without ``id``) for ``items``: one per (direction, link).
+
+    Rows come in the order each (direction, link) first appears; records
+    keep their order within a row.
+    """
+    groups: dict[tuple[str, str], list[bytes]] = {}
+    for direction, link, record in items:
+        groups.setdefault((direction, link), []).append(record)
+    lines = []
+    for (direction, link), records in groups.items():
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        payload = MAGIC + b"".join(records)
+        lines.append("\t".join((
+            direction, "smpp", KIND, text_cell(link), NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+            bytea_cell(payload), bytea_cell(hashlib.sha256(payload).digest()), NULL,
+            text_cell(json.dumps({"pdus": len(records)})),
+        )))
+    return lines
+
+
+def insert_pdu_batches_txn(conn: Connection, items: Sequence[PduItem]) -> int:
+    """Store ``items`` as batch rows with one COPY; returns how many PDUs."""
+    if items:
+        copy_from_text(conn, _COPY_BATCHES, "\n".join(batch_lines(items)) + "\n")
+    return len(items)
