@@ -69,9 +69,10 @@ def insert_pdus_txn(conn: Connection, lines: Sequence[str]) -> int:
 
 
 class _Batch(Generic[Item]):
-    __slots__ = ("lines", "stored")
+    __slots__ = ("due", "lines", "stored")
 
-    def __init__(self) -> None:
+    def __init__(self, due: float) -> None:
+        self.due = due
         self.lines: list[Item] = []
         self.stored: Deferred[None] = Deferred()
 
@@ -85,8 +86,11 @@ class PduLog(GroupCommit, Generic[Item]):
     ``add`` returns the Deferred of the batch the item joined: it fires with
     None once the batch is committed, or fails when it could not be written
     (the store unavailable, retries exhausted).  A batch is written when it
-    holds ``max_rows`` lines, ``max_delay_s`` after its first line, or as
-    soon as an earlier batch is done; at most ``max_in_flight`` at once.
+    holds ``max_rows`` items or ``max_delay_s`` after its first item, at most
+    ``max_in_flight`` at once (a batch held back by that cap goes when an
+    earlier one is done).  Nothing waits for PDU rows but the binds' count
+    of buffered records, so a batch that is not full waits out its delay
+    even when the store is idle: fewer, larger transactions.
     Beyond ``max_backlog`` waiting lines, ``add`` fails at once.
     ``on_lost(n)`` counts the lines of every batch that failed.
     """
@@ -120,7 +124,7 @@ class PduLog(GroupCommit, Generic[Item]):
             return refused
         batch = self._batches[-1] if self._batches else None
         if batch is None or len(batch.lines) >= self._max_rows:
-            batch = _Batch()
+            batch = _Batch(self._clock.seconds() + self._max_delay_s)
             self._batches.append(batch)
         batch.lines.append(line)
         self._waiting += 1
@@ -145,15 +149,20 @@ class PduLog(GroupCommit, Generic[Item]):
         self._write_next()
 
     def _write_next(self) -> None:
-        if self._batches and len(self._in_flight) < self._max_in_flight:
+        """Write the batches that are full or due, within the cap; wait for the next one."""
+        now = self._clock.seconds()
+        while (self._batches and len(self._in_flight) < self._max_in_flight
+               and (len(self._batches[0].lines) >= self._max_rows
+                    or self._batches[0].due <= now)):
             self._write(self._batches.popleft())
-        if self._batches and self._timer is None:
-            self._timer = self._clock.callLater(self._max_delay_s, self._on_timer)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._batches and self._batches[0].due > now:
+            self._timer = self._clock.callLater(self._batches[0].due - now, self._on_timer)
+        # else: the first batch is due but held by the cap; _done writes it
 
     def _write(self, batch: _Batch[Item]) -> None:
-        if self._timer is not None and self._timer.active() and not self._batches:
-            self._timer.cancel()
-            self._timer = None
         self._waiting -= len(batch.lines)
         d = self._runner.run_interaction("insert_pdus", self._write_txn, batch.lines)
         finished: Deferred[None] = d.addCallbacks(self._stored, self._lost,

@@ -114,8 +114,14 @@ def _print_detail(detail: MessageDetail, *, raw: bool) -> None:
     for name, value in rows:
         print(f"{name + ':':<11}{value}")
     print("decoded:")
-    for key, value in _flatten(view.details):
+    details = dict(view.details)
+    pdus = details.pop("pdus", None)
+    for key, value in _flatten(details):
         print(f"  {key}: {value}")
+    if pdus is not None:  # a pdu_batch row: one line per PDU (--json has every field)
+        print(f"PDUs ({len(pdus)}):")
+        for pdu in pdus:
+            print("  " + _pdu_line(pdu))
     if detail.security_events:
         print("security events:")
         for event in detail.security_events:
@@ -125,6 +131,19 @@ def _print_detail(detail: MessageDetail, *, raw: bool) -> None:
         print(f"stored bytes ({len(view.payload)} octets):")
         for line in hex_dump(view.payload):
             print(f"  {line}")
+
+
+def _pdu_line(pdu: Mapping[str, Any]) -> str:
+    """One PDU of a batch: time, command, sequence, status, reference, SMSC id, size."""
+    fields = [str(pdu["at"]), str(pdu.get("command", "short frame"))]
+    if "sequence" in pdu:
+        fields += [f"seq {pdu['sequence']}", str(pdu["status"])]
+    if "reference" in pdu:
+        fields.append(f"ref {pdu['reference']}")
+    if "smsc_message_id" in pdu:
+        fields.append(f"smsc id {pdu['smsc_message_id']}")
+    fields.append(f"{len(pdu['hex']) // 2} octets")
+    return "  ".join(fields)
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:

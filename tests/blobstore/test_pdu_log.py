@@ -73,11 +73,41 @@ class BatchingTests(unittest.TestCase):
         runner.calls[0][2].callback(2)
         self.assertEqual([len(c[1]) for c in runner.calls], [2, 2])
         runner.calls[1][2].callback(2)
-        self.assertEqual([len(c[1]) for c in runner.calls], [2, 2, 1])  # no wait for the delay
+        self.assertEqual([len(c[1]) for c in runner.calls], [2, 2])  # not full, not due yet
+        clock.advance(1.0)
+        self.assertEqual([len(c[1]) for c in runner.calls], [2, 2, 1])
         runner.calls[2][2].callback(1)
         for waiter in waiters:
             self.assertIsNone(self.successResultOf(waiter))
         self.assertEqual((pdus.pending, pdus.batches_written), (0, 3))
+
+    def test_a_batch_that_is_not_full_waits_out_its_delay_even_when_the_store_is_idle(
+            self) -> None:
+        runner, clock = HeldRunner(), Clock()
+        pdus = PduLog(runner, clock, max_rows=100, max_delay_s=0.025, max_in_flight=2)
+        pdus.add(_line(0))
+        clock.advance(0.025)  # the first batch goes
+        clock.advance(0.005)
+        pdus.add(_line(1))  # the next batch is due 25 ms after this line
+        clock.advance(0.005)
+        runner.calls[0][2].callback(1)  # the store is free again: no reason to hurry
+        clock.advance(0.010)
+        pdus.add(_line(2))
+        self.assertEqual(len(runner.calls), 1)
+        clock.advance(0.010)
+        self.assertEqual([c[1] for c in runner.calls[1:]], [[_line(1), _line(2)]])
+
+    def test_a_due_batch_held_by_the_cap_goes_when_the_earlier_one_is_done(self) -> None:
+        runner, clock = HeldRunner(), Clock()
+        pdus = PduLog(runner, clock, max_rows=100, max_delay_s=0.025, max_in_flight=1)
+        pdus.add(_line(0))
+        clock.advance(0.025)
+        pdus.add(_line(1))
+        clock.advance(0.100)  # due long ago, but the cap holds it
+        self.assertEqual(len(runner.calls), 1)
+        runner.calls[0][2].callback(1)
+        self.assertEqual([c[1] for c in runner.calls[1:]], [[_line(1)]])
+        self.assertEqual(clock.getDelayedCalls(), [])  # no timer spinning meanwhile
 
     def test_a_failed_batch_fails_its_deferred_and_counts_its_lines(self) -> None:
         runner, clock = HeldRunner(), Clock()

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from blobstore.pdu_batches import insert_pdu_batches_txn, pack_pdu
 from mepl.cli import db as cli_db
 from mepl.cli.db import connection_line
 from mepl.cli.main import main
@@ -212,3 +214,24 @@ def test_db_shell_opens_the_embedded_database_by_default(
                  "-tAc", "SELECT current_database() || ' as ' || current_user"])
     out, _ = capfd.readouterr()
     assert (code, out) == (0, "mepl as postgres\n")
+
+
+def test_messages_show_of_a_pdu_batch_prints_one_line_per_pdu(run: Run, history: History) -> None:
+    submit = bytes.fromhex("00000010" "00000004" "00000000" "00000007")
+    resp = bytes.fromhex("00000017" "80000004" "00000000" "00000007") + b"abc123\0"
+    at = datetime(2026, 12, 4, 12, 0, 0, 250000, tzinfo=UTC).timestamp()
+    with history.world.engine.begin() as conn:
+        insert_pdu_batches_txn(conn, [("out", "carrier", pack_pdu(at, "c9", submit)),
+                                      ("out", "carrier", pack_pdu(at + 1, "c9", resp))])
+        batch_id = conn.execute(text(
+            "SELECT max(id) FROM messages WHERE kind = 'pdu_batch'")).scalar_one()
+    code, out, err = run("messages", "show", str(batch_id))
+    assert (code, err) == (0, "")
+    assert "summary:   2 PDUs: submit_sm 1, submit_sm_resp 1" in out
+    assert "PDUs (2):\n" in out
+    assert ("  2026-12-04T12:00:00.250000+00:00  submit_sm  seq 7  0x00000000 ESME_ROK "
+            "(no error)  ref c9  16 octets\n") in out
+    assert "submit_sm_resp  seq 7  0x00000000 ESME_ROK (no error)  ref c9  smsc id abc123" in out
+    code, out, _ = run("messages", "show", str(batch_id), "--json")
+    assert [p["command"] for p in json.loads(out)["details"]["pdus"]] == [
+        "submit_sm", "submit_sm_resp"]
