@@ -35,6 +35,9 @@ MAGIC = b"MPB1"
 """The first four octets of every batch payload (format 1)."""
 KIND = "pdu_batch"
 """The ``messages.kind`` of a batch row."""
+MAX_ROW_PAYLOAD = 1 << 20
+"""A batch row's payload grows to about this many octets at most (a single larger PDU is kept
+whole in a row of its own)."""
 _HEAD = struct.Struct(">qHI")
 _MAX_REFERENCE = 0xFFFF
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,13 +96,23 @@ def batch_lines(items: Sequence[PduItem]) -> list[str]:
     """The ``messages`` rows (COPY text, without ``id``) for ``items``: one per (direction, link).
 
     Rows come in the order each (direction, link) first appears; records
-    keep their order within a row.
+    keep their order within a row.  A row's payload stops growing at
+    :data:`MAX_ROW_PAYLOAD` octets (a flood of large PDUs makes several rows
+    rather than one of tens of megabytes).
     """
-    groups: dict[tuple[str, str], list[bytes]] = {}
+    groups: dict[tuple[str, str], list[list[bytes]]] = {}
+    sizes: dict[tuple[str, str], int] = {}
     for direction, link, record in items:
-        groups.setdefault((direction, link), []).append(record)
+        key = (direction, link)
+        chunks = groups.setdefault(key, [[]])
+        if chunks[-1] and sizes[key] + len(record) > MAX_ROW_PAYLOAD:
+            chunks.append([])
+            sizes[key] = 0
+        chunks[-1].append(record)
+        sizes[key] = sizes.get(key, 0) + len(record)
     lines = []
-    for (direction, link), records in groups.items():
+    for (direction, link), records in ((key, chunk) for key, chunks in groups.items()
+                                       for chunk in chunks):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         payload = MAGIC + b"".join(records)

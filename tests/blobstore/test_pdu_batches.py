@@ -15,6 +15,7 @@ from twisted.trial import unittest
 from blobstore.pdu_batches import (
     KIND,
     MAGIC,
+    MAX_ROW_PAYLOAD,
     PduItem,
     batch_lines,
     insert_pdu_batches_txn,
@@ -76,6 +77,17 @@ def test_a_batch_becomes_one_row_per_direction_and_link_keeping_order() -> None:
     assert [line.split("\t")[:4] for line in lines] == [
         ["out", "smpp", KIND, "a"], ["in", "smpp", KIND, "a"], ["out", "smpp", KIND, "b"]]
     assert lines[0].endswith('{"pdus": 2}')
+
+
+def test_large_pdus_are_spread_over_rows_of_at_most_a_mebibyte_each_in_order() -> None:
+    big = [pack_pdu(float(n), None, bytes([n]) * 300_000) for n in range(7)]
+    huge = pack_pdu(9.0, None, b"h" * 1_500_000)  # larger than a row: kept whole, alone
+    lines = batch_lines([("in", "a", r) for r in [*big, huge]])
+    payloads = [bytes.fromhex(line.split("\t")[11][3:]) for line in lines]
+    assert [len(unpack_batch(p)) for p in payloads] == [3, 3, 1, 1]
+    assert all(len(p) <= MAX_ROW_PAYLOAD + len(MAGIC) for p in payloads[:3])
+    back = [pdu.raw for p in payloads for pdu in unpack_batch(p)]
+    assert back == [bytes([n]) * 300_000 for n in range(7)] + [b"h" * 1_500_000]
 
 
 def test_a_direction_that_is_neither_in_nor_out_is_refused() -> None:
