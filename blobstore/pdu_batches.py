@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
-from blobstore.copy import NULL, bytea_cell, copy_from_text, text_cell
-from blobstore.messages import COPY_COLUMNS
+from blobstore.copy import NULL, bytea_cell, text_cell
+from blobstore.pdu_log import insert_pdus_txn
 from blobstore.schema import DIRECTIONS
 
 MAGIC = b"MPB1"
@@ -41,7 +41,6 @@ whole in a row of its own)."""
 _HEAD = struct.Struct(">qHI")
 _MAX_REFERENCE = 0xFFFF
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_COPY_BATCHES = f"COPY messages ({', '.join(COPY_COLUMNS[1:])}) FROM STDIN"
 
 PduItem = tuple[str, str, bytes]
 """What the PDU log queues per PDU: direction, link and the packed record (:func:`pack_pdu`)."""
@@ -100,32 +99,41 @@ def batch_lines(items: Sequence[PduItem]) -> list[str]:
     :data:`MAX_ROW_PAYLOAD` octets (a flood of large PDUs makes several rows
     rather than one of tens of megabytes).
     """
-    groups: dict[tuple[str, str], list[list[bytes]]] = {}
-    sizes: dict[tuple[str, str], int] = {}
+    rows: dict[tuple[str, str], list[_Row]] = {}
     for direction, link, record in items:
-        key = (direction, link)
-        chunks = groups.setdefault(key, [[]])
-        if chunks[-1] and sizes[key] + len(record) > MAX_ROW_PAYLOAD:
-            chunks.append([])
-            sizes[key] = 0
-        chunks[-1].append(record)
-        sizes[key] = sizes.get(key, 0) + len(record)
+        chunks = rows.setdefault((direction, link), [_Row()])
+        if chunks[-1].count and len(chunks[-1].payload) + len(record) > MAX_ROW_PAYLOAD:
+            chunks.append(_Row())
+        chunks[-1].add(record)
     lines = []
-    for (direction, link), records in ((key, chunk) for key, chunks in groups.items()
-                                       for chunk in chunks):
+    for (direction, link), chunks in rows.items():
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        payload = MAGIC + b"".join(records)
-        lines.append("\t".join((
-            direction, "smpp", KIND, text_cell(link), NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            bytea_cell(payload), bytea_cell(hashlib.sha256(payload).digest()), NULL,
-            text_cell(json.dumps({"pdus": len(records)})),
-        )))
+        for row in chunks:
+            payload = bytes(row.payload)
+            lines.append("\t".join((
+                direction, "smpp", KIND, text_cell(link), NULL, NULL, NULL, NULL, NULL, NULL,
+                NULL, bytea_cell(payload), bytea_cell(hashlib.sha256(payload).digest()), NULL,
+                text_cell(json.dumps({"pdus": row.count})),
+            )))
     return lines
 
 
+class _Row:
+    """One batch row's payload as it grows, and how many records it holds."""
+
+    __slots__ = ("count", "payload")
+
+    def __init__(self) -> None:
+        self.payload = bytearray(MAGIC)
+        self.count = 0
+
+    def add(self, record: bytes) -> None:
+        self.payload += record
+        self.count += 1
+
+
 def insert_pdu_batches_txn(conn: Connection, items: Sequence[PduItem]) -> int:
-    """Store ``items`` as batch rows with one COPY; returns how many PDUs."""
-    if items:
-        copy_from_text(conn, _COPY_BATCHES, "\n".join(batch_lines(items)) + "\n")
+    """Store ``items`` as batch rows with one COPY (that of the PDU log); returns how many PDUs."""
+    insert_pdus_txn(conn, batch_lines(items))
     return len(items)

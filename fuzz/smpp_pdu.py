@@ -112,7 +112,7 @@ def stored_batch(r: Reader) -> None:
         data = r.rest()
     pdus = expect(lambda: unpack_batch(data), ValueError)
     if pdus is not None:
-        used = sum(14 + len(p.raw) + len((p.reference or "").encode()) for p in pdus)
+        used = sum(len(pack_pdu(p.at.timestamp(), p.reference, p.raw)) for p in pdus)
         assert len(MAGIC) + used == len(data), "batch read short or long"
 
 

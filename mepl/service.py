@@ -82,14 +82,16 @@ class MeplService(MultiService):
         self.pool = DatabasePool.from_config(engine, reactor, settings.database)
         # Every transaction goes through the timing wrapper (mepl_db_transaction_seconds).
         self.runner = TimedRunner(self.pool, reactor, self.registry)
-        batched = settings.smpp.pdu_log == "batched"
+        sink, write_txn = {"all": (self._store_pdu, None),
+                           "batched": (self._store_packed_pdu, insert_pdu_batches_txn),
+                           "none": (None, None)}[settings.smpp.pdu_log]
         self.pdu_log: PduLog[Any] = PduLog(
             self.runner, reactor, max_rows=settings.database.batch_max_rows,
             max_delay_s=settings.database.pdu_batch_max_delay_ms / 1000,
             # at least what the binds can hold unsettled, so it never refuses a PDU record
             max_backlog=max(50_000, records_bound(settings.smpp)),
             on_lost=self.pdu_errors.inc,
-            write_txn=insert_pdu_batches_txn if batched else None)
+            write_txn=write_txn)
         worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.worker = InboundWorker(
             runner=self.runner, clock=reactor, server_id=signer.server_id,
@@ -101,8 +103,7 @@ class MeplService(MultiService):
         self.binds: dict[str, SmppBind] = build_binds(
             settings.smpp, reactor=reactor, on_inbound=self.inbound.on_inbound,
             on_receipt=self.inbound.on_receipt,
-            pdu_sink={"all": self._store_pdu, "batched": self._store_packed_pdu,
-                      "none": None}[settings.smpp.pdu_log])
+            pdu_sink=sink)
         for bind in self.binds.values():
             bind.setServiceParent(self)  # type: ignore[no-untyped-call]
         channels: dict[str, OutboundChannel] = dict(self.binds)

@@ -28,12 +28,11 @@ What each kind shows:
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from blobstore.messages import StoredMessage
 from blobstore.pdu_batches import KIND, unpack_batch
@@ -43,16 +42,8 @@ from signing.frames import CommandFrame, OpenedAlert, Reply, peek_frame
 from signing.transport import ARMOUR_PREFIX, dearmour
 from signing.wire import COMMAND_HEADER_LEN, TYPE_COMMAND, Tlv, check_envelope
 from sms_gateway.errors import UdhError
-from sms_gateway.smpp.codec import (
-    ESME_ROK,
-    HEADER,
-    HEADER_LEN,
-    SUBMIT_SM_RESP,
-    CodecError,
-    command_name,
-    decode_message_id_body,
-    describe_status,
-)
+from sms_gateway.smpp.codec import HEADER, HEADER_LEN, command_name, describe_status
+from sms_gateway.smpp.records import Direction, make_record
 from sms_gateway.udh import Udh, split_user_data
 
 LOCK_STATES: Final[Mapping[int, str]] = {0: "unlocked", 1: "locked",
@@ -388,12 +379,14 @@ def _pdu_batch(message: StoredMessage, details: dict[str, Any]) -> str:
     for pdu in batch:
         entry: dict[str, Any] = {"at": pdu.at.isoformat()}
         if len(pdu.raw) >= HEADER_LEN:
-            _, command_id, status, sequence = HEADER.unpack_from(pdu.raw)
-            command = command_name(command_id)
-            entry.update(command=command, sequence=sequence, status=describe_status(status))
-            if command_id == SUBMIT_SM_RESP and status == ESME_ROK:
-                with contextlib.suppress(CodecError):
-                    entry["smsc_message_id"] = decode_message_id_body(pdu.raw[HEADER_LEN:])
+            # The bind's own reading of a frame: header fields, a submit_sm_resp's SMSC id.
+            record = make_record(cast(Direction, message.direction), message.link or "",
+                                 pdu.raw, 0.0)
+            command = record.command
+            entry.update(command=command, sequence=record.sequence,
+                         status=describe_status(record.status))
+            if record.message_id is not None:
+                entry["smsc_message_id"] = record.message_id
         else:
             command = "short frame"
         if pdu.reference is not None:
