@@ -40,7 +40,8 @@ MAX_ROW_PAYLOAD = 1 << 20
 whole in a row of its own)."""
 _HEAD = struct.Struct(">qHI")
 _MAX_REFERENCE = 0xFFFF
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""Records' times count microseconds from here."""
 
 PduItem = tuple[str, str, bytes]
 """What the PDU log queues per PDU: direction, link and the packed record (:func:`pack_pdu`)."""
@@ -83,7 +84,7 @@ def unpack_batch(payload: bytes) -> list[BatchedPdu]:
                              "missing)")
         try:
             reference = data[offset:offset + ref_len].decode("utf-8") if ref_len else None
-            at = _EPOCH + timedelta(microseconds=at_us)
+            at = EPOCH + timedelta(microseconds=at_us)
         except (UnicodeDecodeError, OverflowError) as exc:
             raise ValueError(f"record {len(pdus) + 1}: {exc}") from None
         pdus.append(BatchedPdu(at, reference, data[offset + ref_len:end]))

@@ -312,6 +312,9 @@ class Message(Base):
             "ix_messages_inbound_parts", "peer", "part_total", "created_at",
             postgresql_where=text("kind = 'mo' AND direction = 'in' AND part_total > 1"),
         ),
+        # The raw PDU log of a link in a time window (``mepl messages pdus``): migration 0014.
+        Index("ix_messages_pdu_log", "link", "created_at",
+              postgresql_where=text("kind IN ('pdu', 'pdu_batch')")),
         {"postgresql_partition_by": "RANGE (created_at)"},
     )
 

@@ -10,25 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 
 from blobstore.database import Database
 from mepl.app.context import SyncTransactions
 from mepl.app.history import MAX_LIMIT, audit_json, audit_list_txn
-from mepl.cli.common import GeneralConfig, add_config_options
+from mepl.cli.common import GeneralConfig, add_config_options, iso_time
 from mepl.cli.db import run_with_database
 from mepl.cli.messages import limit_number, utc_time
-
-
-def iso_time(text: str) -> datetime:
-    """argparse type for ``--since``: ISO 8601, a date or a time; without an offset, UTC."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid time {text!r} (ISO 8601, e.g. 2026-12-01 or 2026-12-01T09:30+01:00)"
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _list(args: argparse.Namespace) -> int:

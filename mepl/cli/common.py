@@ -14,8 +14,9 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,27 @@ def listen_failure(exc: BaseException, host: str, port: int, *, host_key: str,
     else:
         reason = getattr(cause, "strerror", None) or str(cause)
     return f"cannot listen on {address} ({key}): {reason}"
+
+
+def iso_time(text: str) -> datetime:
+    """argparse type for ``--since``: ISO 8601, a date or a time; without an offset, UTC."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r} (ISO 8601, e.g. 2026-12-01 or 2026-12-01T09:30+01:00)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def limit_type(most: int) -> Callable[[str], int]:
+    """An argparse type for ``--limit``: a whole number from 1 to ``most``."""
+    def limit(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"invalid limit {text!r} (1 to {most})")
+        return value
+    return limit

@@ -1,4 +1,4 @@
-"""``mepl messages list|show|security|archive``: a device's history both ways, decoded.
+"""``mepl messages list|show|security|pdus|archive``: a device's history both ways, decoded.
 
 Every stored SMS part, receipt, callback and PDU is shown decoded
 (:mod:`mepl.app.decode`): command frames with their opcode and arguments,
@@ -29,21 +29,15 @@ from mepl.app.history import (
     security_events_txn,
 )
 from mepl.cli.archive import add_archive
-from mepl.cli.common import GeneralConfig, add_config_options, fail
+from mepl.cli.common import GeneralConfig, add_config_options, fail, limit_type
 from mepl.cli.db import run_with_database
+from mepl.cli.pdus import add_pdus
 
 NOT_FOUND = (IdentityError, DeviceNotFoundError, AmbiguousDeviceError)
 
 
-def limit_number(text: str) -> int:
-    """argparse type for ``--limit``: 1 to :data:`mepl.app.history.MAX_LIMIT`."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"invalid limit {text!r} (1 to {MAX_LIMIT})")
-    return value
+limit_number = limit_type(MAX_LIMIT)
+"""argparse type for ``--limit``: 1 to :data:`mepl.app.history.MAX_LIMIT`."""
 
 
 def utc_time(when: datetime) -> str:
@@ -187,7 +181,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``mepl messages``."""
     parser = subparsers.add_parser(
         "messages", help="a device's messages both ways, decoded: list, show, security; "
-                         "archive old months")
+                         "a link's raw PDUs; archive old months")
     actions = parser.add_subparsers(dest="messages_command", metavar="ACTION", required=True)
     lst = actions.add_parser(
         "list", help="a device's messages both ways, newest first, one line each",
@@ -228,4 +222,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     security.set_defaults(func=_security)
     for sub in (lst, show, security):
         add_config_options(sub)
+    add_pdus(actions)
     add_archive(actions)

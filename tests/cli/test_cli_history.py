@@ -235,3 +235,51 @@ def test_messages_show_of_a_pdu_batch_prints_one_line_per_pdu(run: Run, history:
     code, out, _ = run("messages", "show", str(batch_id), "--json")
     assert [p["command"] for p in json.loads(out)["details"]["pdus"]] == [
         "submit_sm", "submit_sm_resp"]
+
+
+def test_messages_pdus_finds_the_pdus_of_a_stored_sms_and_lists_a_links_window(
+        run: Run, history: History) -> None:
+    with history.world.engine.begin() as conn:
+        link, at = conn.execute(text("SELECT link, created_at FROM messages WHERE id = :id"),
+                                {"id": history.mt}).one()
+        sent = at.timestamp() - 0.05
+        submit = bytes.fromhex("00000010" "00000004" "00000000" "00000031")
+        resp = bytes.fromhex("00000013" "80000004" "00000000" "00000031") + b"M1\0"
+        other = bytes.fromhex("00000013" "80000004" "00000000" "00000032") + b"m2\0"
+        ref = f"cmd-{history.command_id}"
+        insert_pdu_batches_txn(conn, [("out", link, pack_pdu(sent, ref, submit)),
+                                      ("in", link, pack_pdu(sent + 0.01, ref, resp)),
+                                      ("in", link, pack_pdu(sent + 0.02, "cmd-0", other))])
+        stored = conn.execute(text("SELECT now()")).scalar_one()
+    code, out, err = run("messages", "pdus", "--message", str(history.mt))
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].startswith(f"link {link}, ") and lines[0].endswith(
+        "2 PDUs from 2 stored rows")
+    assert "  out  submit_sm  seq 49  0x00000000 ESME_ROK (no error)  ref " + ref in lines[1]
+    assert f"ref {ref}  smsc id M1  19 octets  [message " in lines[2]
+    # The scenario's clock is not the database's: start before both.
+    since = (min(at, stored) - timedelta(seconds=1)).isoformat()
+    code, out, _ = run("messages", "pdus", "--link", link, "--since", since, "--limit", "2")
+    assert code == 0 and out.splitlines()[-1].startswith("more: --after ")
+    after = out.splitlines()[-1].split()[-1]
+    code, out, _ = run("messages", "pdus", "--link", link, "--since", since, "--after", after,
+                       "--json")
+    data = json.loads(out)
+    assert [(p["command"], p["smsc_message_id"]) for p in data["items"]] == [
+        ("submit_sm_resp", "m2")]
+    assert data["items"][0]["hex"] == other.hex() and data["next"] is None
+
+
+def test_messages_pdus_refuses_missing_links_bad_cursors_and_non_sms_rows(
+        run: Run, history: History) -> None:
+    code, _, err = run("messages", "pdus")
+    assert code == 2 and "give --link LINK or --message ID" in err
+    with pytest.raises(SystemExit) as bad:
+        run("messages", "pdus", "--link", "x", "--after", "12")
+    assert bad.value.code == 2
+    code, _, err = run("messages", "pdus", "--link", "x", "--since", "2026-12-04T10:00",
+                       "--until", "2026-12-04T09:00")
+    assert code == 2 and "the window is empty" in err
+    code, _, err = run("messages", "pdus", "--message", "999999999")
+    assert code == 1 and "no message with id 999999999" in err

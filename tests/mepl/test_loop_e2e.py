@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from mepl.app.pdus import PduQuery, around_message_txn, pdu_page_txn
 from mepl.demo import SERVER_NUMBER, DemoOptions, run_demo
 from signing.keystore import ServerKeyStore
 from tests.support.pdus import stored_pdus
@@ -62,6 +63,21 @@ class WholeLoopTests(TestCase):
         self.assertGreater(len([p for p in pdus if p[:2] == ("in", "deliver_sm")]), 9)
         self.assertGreater(len([p for p in pdus if p[:2] == ("out", "submit_sm")]), 9)
         self.assertEqual(self.scalar("SELECT count(*) FROM messages WHERE kind = 'pdu'"), 0)
+        # One command's PDUs, found from its stored SMS as `mepl messages pdus --message` does.
+        mt = self.scalar("SELECT min(id) FROM messages WHERE kind = 'mt' AND channel = 'smpp' "
+                         "AND meta->>'status' = 'delivered'")
+        with self.engine.begin() as conn:
+            link, at, ids, refs = around_message_txn(conn, mt)
+            page = pdu_page_txn(conn, PduQuery(link=link, since=at - timedelta(minutes=2),
+                                               until=at + timedelta(minutes=2),
+                                               smsc_ids=frozenset(ids),
+                                               references=frozenset(refs)))
+        seen = [(p.direction, p.command) for p in page.pdus]
+        self.assertEqual(seen[:2], [("out", "submit_sm"), ("in", "submit_sm_resp")], seen)
+        self.assertIn(("in", "deliver_sm"), seen)
+        self.assertEqual({p.reference for p in page.pdus[:2]}, refs)
+        self.assertEqual([p.receipt_for is not None for p in page.pdus if p.command ==
+                          "deliver_sm"], [True])
         self.assertEqual(self.scalar(
             "SELECT count(*) FROM messages WHERE channel = 'http' AND kind = 'mo'"), 2)
         self.assertEqual(self.scalar(

@@ -1,0 +1,66 @@
+"""Reading the raw PDU log back: the rows of one SMPP link in a time window, streamed.
+
+Both layouts of the log are read: ``pdu`` rows (``smpp.pdu_log = "all"``,
+one PDU each, its time the row's ``created_at``) and ``pdu_batch`` rows
+(``"batched"``, many PDUs each with its own time, :mod:`blobstore.pdu_batches`).
+A batch row is written a little after its PDUs (the log's group commit,
+longer under back-pressure), so the rows that can hold the PDUs of
+``[since, until)`` are those created in ``[since - skew, until + slack)``:
+a PDU is never stored before it crossed the wire, but its time is read on
+the MEPL host's clock and the row's on the database's, which may be a
+little behind.  ``ix_messages_pdu_log``
+(migration 0014) finds them by (``link``, ``created_at``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from blobstore.pdu_batches import KIND as BATCH_KIND
+
+PDU_KINDS = ("pdu", BATCH_KIND)
+"""The ``messages.kind`` of raw PDU rows, in either layout."""
+STORE_SLACK = timedelta(minutes=10)
+"""How long after its PDUs a batch row may be written, at most, for a window's look-up."""
+CLOCK_SKEW = timedelta(minutes=1)
+"""How far the database's clock may be behind a MEPL host's, at most, for a look-up."""
+
+_ROWS = text(
+    "SELECT id, direction, kind, created_at, payload FROM messages "
+    "WHERE kind IN ('pdu', 'pdu_batch') AND link = :link "
+    "AND created_at >= :lower AND created_at < :upper "
+    "AND (CAST(:direction AS text) IS NULL OR direction = :direction) "
+    "ORDER BY created_at, id")
+
+
+@dataclass(frozen=True, slots=True)
+class PduRow:
+    """One stored row of the raw PDU log (``kind`` says which layout)."""
+
+    id: int
+    direction: str
+    kind: str
+    created_at: datetime
+    payload: bytes
+
+
+def pdu_rows_txn(conn: Connection, *, link: str, since: datetime, until: datetime,
+                 direction: str | None = None,
+                 slack: timedelta = STORE_SLACK,
+                 skew: timedelta = CLOCK_SKEW) -> Iterator[PduRow]:
+    """The PDU log rows of ``link`` that can hold PDUs of ``[since, until)``, oldest first.
+
+    Rows are streamed (a server-side cursor, 50 at a time), so a long
+    window costs time, not memory; iterate inside the transaction.
+    """
+    params: dict[str, Any] = {"link": link, "lower": since - skew, "upper": until + slack,
+                              "direction": direction}
+    result = conn.execution_options(stream_results=True, yield_per=50).execute(_ROWS, params)
+    for row in result:
+        yield PduRow(int(row.id), str(row.direction), str(row.kind), row.created_at,
+                     bytes(row.payload))

@@ -1,0 +1,247 @@
+"""The raw PDUs of one SMPP link in a time window, decoded, oldest first (``mepl messages pdus``).
+
+Reads both layouts of the PDU log (:mod:`blobstore.pdu_read`).  Each PDU is
+shown as the bind read it: command, sequence, status, the dispatcher's
+reference (``cmd-<command id>`` on a submit_sm and its response), the SMSC
+id a submit_sm_resp gave, the id a delivery receipt reports, and the
+addresses of a submit_sm or deliver_sm.  Filters narrow the page; the
+window bounds the work (rows are streamed, and only the ``limit`` earliest
+matches are kept).  Pages follow each other with an exact cursor: time,
+row id and position in the row.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, select
+
+from blobstore.pdu_batches import EPOCH, unpack_batch
+from blobstore.pdu_read import STORE_SLACK, PduRow, pdu_rows_txn
+from blobstore.schema import messages
+from mepl.app.errors import NotFound
+from sms_gateway.smpp import codec
+from sms_gateway.smpp.receipts import is_receipt, normalise_id, parse_receipt_text
+from sms_gateway.smpp.records import Direction, make_record
+
+MAX_PDUS = 5000
+"""The largest page."""
+AROUND_MESSAGE = timedelta(minutes=2)
+"""The window either side of a stored SMS for ``--message``."""
+
+
+class CursorError(ValueError):
+    """A cursor this module did not write."""
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Cursor:
+    """Where a PDU sits in the log: its time (µs since the epoch), its row, its place in the row."""
+
+    at_us: int
+    row_id: int
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.at_us}.{self.row_id}.{self.index}"
+
+    @classmethod
+    def parse(cls, value: str) -> Cursor:
+        """Read a cursor printed by :meth:`__str__`."""
+        parts = value.strip().split(".")
+        try:
+            at_us, row_id, index = (int(p) for p in parts)
+        except ValueError:
+            raise CursorError(f"not a PDU cursor: {value!r} (as printed after 'more:')") from None
+        if len(parts) != 3 or min(at_us, row_id, index) < 0:
+            raise CursorError(f"not a PDU cursor: {value!r} (as printed after 'more:')")
+        return cls(at_us, row_id, index)
+
+
+@dataclass(frozen=True, slots=True)
+class PduView:
+    """One raw PDU, decoded as far as its bytes allow."""
+
+    cursor: Cursor
+    at: datetime
+    direction: str
+    link: str
+    command: str
+    sequence: int | None
+    status: str | None
+    reference: str | None
+    smsc_message_id: str | None
+    receipt_for: str | None
+    source: str | None
+    destination: str | None
+    raw: bytes
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON, the exact bytes as hex."""
+        return {"cursor": str(self.cursor), "at": self.at.isoformat(),
+                "direction": self.direction, "link": self.link, "message_id": self.cursor.row_id,
+                "command": self.command, "sequence": self.sequence, "status": self.status,
+                "reference": self.reference, "smsc_message_id": self.smsc_message_id,
+                "receipt_for": self.receipt_for, "source": self.source,
+                "destination": self.destination, "octets": len(self.raw), "note": self.note,
+                "hex": self.raw.hex()}
+
+
+@dataclass(frozen=True)
+class PduQuery:
+    """What to read: a link, a window and the filters (all given ones must match).
+
+    ``smsc_ids`` and ``references`` match together: a PDU passes when it has
+    one of the ids (a submit_sm_resp's, or the one a receipt reports) or one
+    of the references.  Ids are compared without case, blanks and leading zeros.
+    """
+
+    link: str
+    since: datetime
+    until: datetime
+    direction: str | None = None
+    commands: frozenset[str] = frozenset()
+    smsc_ids: frozenset[str] = frozenset()
+    references: frozenset[str] = frozenset()
+    after: Cursor | None = None
+    limit: int = 200
+    slack: timedelta = STORE_SLACK
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PDUS:
+            raise ValueError(f"limit must be 1 to {MAX_PDUS}")
+        if self.until <= self.since:
+            raise ValueError("the window is empty: --until must be after --since")
+
+
+@dataclass(frozen=True)
+class PduPage:
+    """The earliest matching PDUs of the window, and the cursor of the next page."""
+
+    query: PduQuery
+    pdus: list[PduView]
+    next_after: Cursor | None
+    rows_read: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON."""
+        return {"link": self.query.link, "since": self.query.since.isoformat(),
+                "until": self.query.until.isoformat(), "rows_read": self.rows_read,
+                "items": [p.to_json() for p in self.pdus],
+                "next": None if self.next_after is None else str(self.next_after)}
+
+
+def pdu_page_txn(conn: Connection, query: PduQuery) -> PduPage:
+    """The first ``query.limit`` PDUs of the window that pass the filters, oldest first."""
+    since = query.since
+    if query.after is not None:
+        since = max(since, EPOCH + timedelta(microseconds=query.after.at_us))
+    rows_read = [0]
+
+    def counted(rows: Iterable[PduRow]) -> Iterator[PduRow]:
+        for row in rows:
+            rows_read[0] += 1
+            yield row
+
+    rows = counted(pdu_rows_txn(conn, link=query.link, since=since, until=query.until,
+                                direction=query.direction, slack=query.slack))
+    ids = frozenset(_id_forms(query.smsc_ids))
+    matching = (p for p in _pdus(rows, query.link) if _wanted(p, query, ids))
+    first = heapq.nsmallest(query.limit + 1, matching, key=lambda p: p.cursor)
+    more = len(first) > query.limit
+    shown = first[:query.limit]
+    return PduPage(query, shown, shown[-1].cursor if more else None, rows_read[0])
+
+
+def around_message_txn(conn: Connection, message_id: int) -> tuple[str, datetime, set[str],
+                                                                     set[str]]:
+    """A stored SMS's link and time, its SMSC id and its command's reference (for ``--message``)."""
+    row = conn.execute(select(messages.c.link, messages.c.created_at, messages.c.kind,
+                              messages.c.smsc_message_id, messages.c.command_id)
+                       .where(messages.c.id == message_id)).first()
+    if row is None:
+        raise NotFound(f"no message with id {message_id}")
+    if row.link is None or row.kind in ("pdu", "pdu_batch"):
+        raise NotFound(f"message {message_id} is not an SMS of an SMPP link "
+                       "(`mepl messages show` reads a PDU row itself)")
+    ids = {row.smsc_message_id} if row.smsc_message_id else set()
+    refs = {f"cmd-{row.command_id}"} if row.command_id is not None and row.kind == "mt" else set()
+    return str(row.link), row.created_at, ids, refs
+
+
+def _wanted(pdu: PduView, query: PduQuery, ids: frozenset[str]) -> bool:
+    if not query.since <= pdu.at < query.until:
+        return False
+    if query.after is not None and pdu.cursor <= query.after:
+        return False
+    if query.commands and pdu.command not in query.commands:
+        return False
+    if not (query.smsc_ids or query.references):
+        return True
+    if pdu.reference is not None and pdu.reference in query.references:
+        return True
+    return any(v is not None and not ids.isdisjoint(_id_forms([v]))
+               for v in (pdu.smsc_message_id, pdu.receipt_for))
+
+
+def _id_forms(values: Iterable[str]) -> Iterator[str]:
+    for value in values:
+        plain = value.strip().lower()
+        yield plain
+        yield "hex:" + normalise_id(plain, "hex")
+        yield "dec:" + normalise_id(plain, "decimal")
+
+
+def _pdus(rows: Iterable[PduRow], link: str) -> Iterator[PduView]:
+    for row in rows:
+        if row.kind == "pdu":
+            yield _view(row, 0, row.created_at, None, row.payload, link)
+            continue
+        try:
+            batch = unpack_batch(row.payload)
+        except ValueError as exc:
+            yield PduView(Cursor(_micros(row.created_at), row.id, 0), row.created_at,
+                          row.direction, link, "unreadable batch", None, None, None, None,
+                          None, None, None, row.payload, note=str(exc))
+            continue
+        for index, pdu in enumerate(batch):
+            yield _view(row, index, pdu.at, pdu.reference, pdu.raw, link)
+
+
+def _view(row: PduRow, index: int, at: datetime, reference: str | None, raw: bytes,
+          link: str) -> PduView:
+    cursor = Cursor(_micros(at), row.id, index)
+    if len(raw) < codec.HEADER_LEN:
+        return PduView(cursor, at, row.direction, link, "short frame", None, None, reference,
+                       None, None, None, None, raw, note=f"{len(raw)} octets")
+    record = make_record(cast(Direction, row.direction), link, raw, 0.0)
+    source = destination = receipt_for = note = None
+    if record.command in ("submit_sm", "deliver_sm"):
+        try:
+            sm = codec.decode_short_message(raw[codec.HEADER_LEN:])
+        except codec.CodecError as exc:
+            note = f"body not decoded: {exc}"
+        else:
+            source, destination = sm.source_addr or None, sm.destination_addr or None
+            if record.command == "deliver_sm" and is_receipt(sm):
+                receipt_for = _receipt_id(sm)
+    return PduView(cursor, at, row.direction, link, record.command, record.sequence,
+                   codec.describe_status(record.status), reference, record.message_id,
+                   receipt_for, source, destination, record.raw, note)
+
+
+def _receipt_id(sm: codec.ShortMessage) -> str | None:
+    tlv = sm.tlv(codec.TAG_RECEIPTED_MESSAGE_ID)
+    if tlv is not None:
+        return tlv.rstrip(b"\0").decode("latin-1")
+    return parse_receipt_text(sm.user_data().decode("latin-1")).get("id")
+
+
+def _micros(at: datetime) -> int:
+    delta = at - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
