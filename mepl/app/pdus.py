@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -96,9 +96,11 @@ class PduView:
 class PduQuery:
     """What to read: a link, a window and the filters (all given ones must match).
 
-    ``smsc_ids`` and ``references`` match together: a PDU passes when it has
-    one of the ids (a submit_sm_resp's, or the one a receipt reports) or one
-    of the references.  Ids are compared without case, blanks and leading zeros.
+    ``smsc_ids``, ``references`` and ``addresses`` match together: a PDU
+    passes when it has one of the ids (a submit_sm_resp's, or the one a
+    receipt reports), one of the references, or one of the addresses as its
+    source or destination.  Ids are compared without case, blanks and
+    leading zeros; addresses by their digits (``+44 7700`` is ``447700``).
     """
 
     link: str
@@ -108,6 +110,7 @@ class PduQuery:
     commands: frozenset[str] = frozenset()
     smsc_ids: frozenset[str] = frozenset()
     references: frozenset[str] = frozenset()
+    addresses: frozenset[str] = frozenset()
     after: Cursor | None = None
     limit: int = 200
     slack: timedelta = STORE_SLACK
@@ -151,6 +154,8 @@ def pdu_page_txn(conn: Connection, query: PduQuery) -> PduPage:
     rows = counted(pdu_rows_txn(conn, link=query.link, since=since, until=query.until,
                                 direction=query.direction, slack=query.slack))
     ids = frozenset(_id_forms(query.smsc_ids))
+    if query.addresses:
+        query = replace(query, addresses=frozenset(_digits(a) for a in query.addresses))
     matching = (p for p in _pdus(rows, query.link) if _wanted(p, query, ids))
     first = heapq.nsmallest(query.limit + 1, matching, key=lambda p: p.cursor)
     more = len(first) > query.limit
@@ -158,20 +163,38 @@ def pdu_page_txn(conn: Connection, query: PduQuery) -> PduPage:
     return PduPage(query, shown, shown[-1].cursor if more else None, rows_read[0])
 
 
-def around_message_txn(conn: Connection, message_id: int) -> tuple[str, datetime, set[str],
-                                                                     set[str]]:
-    """A stored SMS's link and time, its SMSC id and its command's reference (for ``--message``)."""
+@dataclass(frozen=True)
+class AroundMessage:
+    """What finds a stored SMS's PDUs: its link and time, and what identifies them."""
+
+    link: str
+    at: datetime
+    smsc_ids: frozenset[str]
+    references: frozenset[str]
+    addresses: frozenset[str]
+
+
+def around_message_txn(conn: Connection, message_id: int) -> AroundMessage:
+    """A stored SMS's link and time, with what identifies its PDUs (for ``--message``).
+
+    A command part (``mt``) is found by its SMSC id and its command's
+    reference; a receipt (``dlr``) by its SMSC id; a message from a device
+    (``mo``) by the device's number as the deliver_sm's source.
+    """
     row = conn.execute(select(messages.c.link, messages.c.created_at, messages.c.kind,
+                              messages.c.channel, messages.c.peer,
                               messages.c.smsc_message_id, messages.c.command_id)
                        .where(messages.c.id == message_id)).first()
     if row is None:
         raise NotFound(f"no message with id {message_id}")
-    if row.link is None or row.kind in ("pdu", "pdu_batch"):
+    if row.link is None or row.channel != "smpp" or row.kind in ("pdu", "pdu_batch"):
         raise NotFound(f"message {message_id} is not an SMS of an SMPP link "
                        "(`mepl messages show` reads a PDU row itself)")
-    ids = {row.smsc_message_id} if row.smsc_message_id else set()
-    refs = {f"cmd-{row.command_id}"} if row.command_id is not None and row.kind == "mt" else set()
-    return str(row.link), row.created_at, ids, refs
+    ids = frozenset({row.smsc_message_id} if row.smsc_message_id else ())
+    refs = frozenset({f"cmd-{row.command_id}"} if row.command_id is not None
+                     and row.kind == "mt" else ())
+    peers = frozenset({row.peer} if row.peer and row.kind == "mo" else ())
+    return AroundMessage(str(row.link), row.created_at, ids, refs, peers)
 
 
 def _wanted(pdu: PduView, query: PduQuery, ids: frozenset[str]) -> bool:
@@ -181,12 +204,19 @@ def _wanted(pdu: PduView, query: PduQuery, ids: frozenset[str]) -> bool:
         return False
     if query.commands and pdu.command not in query.commands:
         return False
-    if not (query.smsc_ids or query.references):
+    if not (query.smsc_ids or query.references or query.addresses):
         return True
     if pdu.reference is not None and pdu.reference in query.references:
         return True
+    if query.addresses and not query.addresses.isdisjoint(
+            {_digits(a) for a in (pdu.source, pdu.destination) if a}):
+        return True
     return any(v is not None and not ids.isdisjoint(_id_forms([v]))
                for v in (pdu.smsc_message_id, pdu.receipt_for))
+
+
+def _digits(address: str) -> str:
+    return "".join(ch for ch in address if ch.isdigit())
 
 
 def _id_forms(values: Iterable[str]) -> Iterator[str]:

@@ -3,7 +3,7 @@
 Reads the raw PDU log in either layout (``smpp.pdu_log = "batched"`` or
 ``"all"``) through :mod:`mepl.app.pdus`.  ``--message ID`` finds the PDUs
 of one stored SMS: its link, two minutes either side, and its SMSC id and
-command reference.  Reads are not audited; phone numbers are printed in
+command reference, or its sender.  Reads are not audited; phone numbers are printed in
 full, as ``mepl messages show`` prints them.
 """
 
@@ -62,25 +62,28 @@ def _pdus(args: argparse.Namespace) -> int:
         since, until = _window(args, datetime.now(UTC))
         ids = set(args.smsc_id or ())
         refs = set(args.reference or ())
+        addresses = set(args.address or ())
         if args.message is not None:
             try:
-                link, at, found_ids, found_refs = transactions.run(
-                    "messages pdus", around_message_txn, args.message)
+                around = transactions.run("messages pdus", around_message_txn, args.message)
             except NotFound as exc:
                 return fail(str(exc), status=1)
+            link = around.link
             if args.since is None and args.until is None:
-                since, until = at - AROUND_MESSAGE, at + AROUND_MESSAGE
-            ids |= found_ids
-            refs |= found_refs
-            if not ids and not refs:
-                return fail(f"message {args.message} has no SMSC id and no command yet: "
-                            "nothing to match its PDUs by", status=1)
+                since, until = around.at - AROUND_MESSAGE, around.at + AROUND_MESSAGE
+            ids |= around.smsc_ids
+            refs |= around.references
+            addresses |= around.addresses
+            if not (ids or refs or addresses):
+                return fail(f"message {args.message} has no SMSC id, no command and no sender "
+                            "yet: nothing to match its PDUs by", status=1)
         if link is None:
             return fail("give --link LINK or --message ID")
         try:
             query = PduQuery(link=link, since=since, until=until, direction=args.direction,
                              commands=frozenset(args.command or ()), smsc_ids=frozenset(ids),
-                             references=frozenset(refs), after=args.after, limit=args.limit)
+                             references=frozenset(refs), addresses=frozenset(addresses),
+                             after=args.after, limit=args.limit)
         except ValueError as exc:
             return fail(str(exc))
         page = transactions.run("messages pdus", pdu_page_txn, query)
@@ -138,8 +141,9 @@ def add_pdus(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                     "each PDU's bytes as hex.")
     pdus.add_argument("--link", metavar="LINK", help="the SMPP link (as in the configuration)")
     pdus.add_argument("--message", type=int, metavar="ID",
-                      help="the PDUs of one stored SMS (mt, dlr, mo): its link, two minutes "
-                           "either side, matched by its SMSC id and its command's reference")
+                      help="the PDUs of one stored SMS: its link, two minutes either side, "
+                           "matched by its SMSC id and its command's reference (mt, dlr) or "
+                           "by its sender (mo)")
     pdus.add_argument("--since", type=iso_time, metavar="ISO",
                       help="from this time (ISO 8601; without an offset, UTC)")
     pdus.add_argument("--until", type=iso_time, metavar="ISO",
@@ -151,8 +155,11 @@ def add_pdus(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                       help="only the submit_sm_resp giving this SMSC id and the receipts "
                            "reporting it; case, blanks and leading zeros ignored (repeatable)")
     pdus.add_argument("--reference", action="append", metavar="REF",
-                      help="only PDUs with this reference, e.g. cmd-42 (repeatable; with "
-                           "--smsc-id, either matches)")
+                      help="only PDUs with this reference, e.g. cmd-42 (repeatable)")
+    pdus.add_argument("--address", action="append", metavar="NUMBER",
+                      help="only submit_sm and deliver_sm to or from this number, compared by "
+                           "its digits (repeatable; --smsc-id, --reference and --address: "
+                           "any of them matches)")
     pdus.add_argument("--limit", type=limit_type(MAX_PDUS), default=200, metavar="N",
                       help=f"at most N PDUs (1 to {MAX_PDUS}, default 200)")
     pdus.add_argument("--after", type=_cursor, metavar="CURSOR",

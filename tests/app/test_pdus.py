@@ -51,11 +51,12 @@ def _store(engine: Engine, *, direction: str, link: str, created: datetime, kind
     with engine.begin() as conn:
         return int(conn.execute(text(
             "INSERT INTO messages (direction, channel, kind, link, payload, sha256, "
-            "created_at, smsc_message_id, command_id, meta) VALUES (:d, 'smpp', :k, :l, :p, "
-            ":h, :c, :s, :cmd, CAST(:m AS jsonb)) RETURNING id"),
+            "created_at, smsc_message_id, command_id, peer, meta) VALUES (:d, 'smpp', :k, :l, "
+            ":p, :h, :c, :s, :cmd, :peer, CAST(:m AS jsonb)) RETURNING id"),
             {"d": direction, "k": kind, "l": link, "p": payload,
              "h": hashlib.sha256(payload).digest(), "c": created,
              "s": columns.get("smsc_message_id"), "cmd": columns.get("command_id"),
+             "peer": columns.get("peer"),
              "m": json.dumps(columns.get("meta"))}).scalar_one())
 
 
@@ -92,6 +93,8 @@ def log() -> Iterator[dict[str, Any]]:
     made["skewed"] = _batch(engine, "in", "skewed", _at(10), [(40.0, None, _submit_resp(4, "s"))])
     made["broken"] = _store(engine, direction="in", link="broken", created=_at(1),
                             kind="pdu_batch", payload=b"MPB1\x00\x01")
+    made["mo"] = _store(engine, direction="in", link="carrier", created=_at(5.1), kind="mo",
+                        payload=b"frame", peer="+447700900101")
     made["mt"] = _store(engine, direction="out", link="carrier", created=_at(0.2), kind="mt",
                         payload=b"frame", smsc_message_id="ab12", command_id=7)
     yield made
@@ -165,13 +168,20 @@ def test_filters_by_direction_command_smsc_id_and_reference(log: dict[str, Any])
         "in submit_sm_resp 2", "in deliver_sm 10"]
     assert _names(_page(log, smsc_ids=frozenset({"ab12"}), references=frozenset({"cmd-7"}))) \
         == ["out submit_sm 1", "in submit_sm_resp 1", "in deliver_sm 9"]
+    # A number by its digits, as source or destination.
+    assert _names(_page(log, addresses=frozenset({"+44 7700 900102"}))) == ["out submit_sm 2"]
+    assert _names(_page(log, addresses=frozenset({"+447700900101"}))) == [
+        "out submit_sm 1", "in deliver_sm 9", "in deliver_sm 10"]
 
 
 def test_a_stored_sms_gives_its_link_time_smsc_id_and_command_reference(
         log: dict[str, Any]) -> None:
     with log["engine"].begin() as conn:
-        assert around_message_txn(conn, log["mt"]) == ("carrier", _at(0.2), {"ab12"},
-                                                       {"cmd-7"})
+        mt = around_message_txn(conn, log["mt"])
+        assert (mt.link, mt.at, mt.smsc_ids, mt.references, mt.addresses) == (
+            "carrier", _at(0.2), {"ab12"}, {"cmd-7"}, set())
+        mo = around_message_txn(conn, log["mo"])
+        assert (mo.smsc_ids, mo.references, mo.addresses) == (set(), set(), {"+447700900101"})
         with pytest.raises(NotFound, match="not an SMS of an SMPP link"):
             around_message_txn(conn, log["out1"])
         with pytest.raises(NotFound, match="no message with id"):

@@ -67,15 +67,15 @@ class WholeLoopTests(TestCase):
         mt = self.scalar("SELECT min(id) FROM messages WHERE kind = 'mt' AND channel = 'smpp' "
                          "AND meta->>'status' = 'delivered'")
         with self.engine.begin() as conn:
-            link, at, ids, refs = around_message_txn(conn, mt)
-            page = pdu_page_txn(conn, PduQuery(link=link, since=at - timedelta(minutes=2),
-                                               until=at + timedelta(minutes=2),
-                                               smsc_ids=frozenset(ids),
-                                               references=frozenset(refs)))
+            around = around_message_txn(conn, mt)
+            page = pdu_page_txn(conn, PduQuery(
+                link=around.link, since=around.at - timedelta(minutes=2),
+                until=around.at + timedelta(minutes=2), smsc_ids=around.smsc_ids,
+                references=around.references))
         seen = [(p.direction, p.command) for p in page.pdus]
         self.assertEqual(seen[:2], [("out", "submit_sm"), ("in", "submit_sm_resp")], seen)
         self.assertIn(("in", "deliver_sm"), seen)
-        self.assertEqual({p.reference for p in page.pdus[:2]}, refs)
+        self.assertEqual({p.reference for p in page.pdus[:2]}, around.references)
         self.assertEqual([p.receipt_for is not None for p in page.pdus if p.command ==
                           "deliver_sm"], [True])
         self.assertEqual(self.scalar(
