@@ -60,7 +60,9 @@ def pdu_rows_txn(conn: Connection, *, link: str, since: datetime, until: datetim
     """
     params: dict[str, Any] = {"link": link, "lower": since - skew, "upper": until + slack,
                               "direction": direction}
-    result = conn.execution_options(stream_results=True, yield_per=50).execute(_ROWS, params)
+    # Options on the statement, not the connection: SQLAlchemy 2 sets a connection's
+    # options in place, and every later statement of the transaction would stream too.
+    result = conn.execute(_ROWS.execution_options(stream_results=True, yield_per=50), params)
     for row in result:
         yield PduRow(int(row.id), str(row.direction), str(row.kind), row.created_at,
                      bytes(row.payload))

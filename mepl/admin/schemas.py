@@ -121,6 +121,18 @@ MESSAGE: Schema = obj({"id": INT, "at": TIME, "direction": STRING, "channel": ST
 MESSAGE_PAGE: Schema = obj({"device": DEVICE, "items": {"type": "array", "items": MESSAGE},
                             "next": nullable("string")})
 
+PDU: Schema = obj({
+    "cursor": STRING, "at": TIME, "direction": {"type": "string", "enum": ["in", "out"]},
+    "link": STRING, "message_id": INT, "command": STRING, "sequence": nullable("integer"),
+    "status": nullable("string"), "reference": nullable("string"),
+    "smsc_message_id": nullable("string"), "receipt_for": nullable("string"),
+    "source": nullable("string"), "destination": nullable("string"), "octets": INT,
+    "note": nullable("string"), "hex": STRING})
+
+PDU_PAGE: Schema = obj({"link": STRING, "since": TIME, "until": TIME, "rows_read": INT,
+                        "items": {"type": "array", "items": PDU},
+                        "next": nullable("string")})
+
 WHOAMI: Schema = obj({"name": STRING, "role": STRING, "fingerprint": STRING})
 
 KEYS: Schema = obj({"active_key_id": nullable("integer"),

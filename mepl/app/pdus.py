@@ -23,7 +23,7 @@ from sqlalchemy import Connection, select
 from blobstore.pdu_batches import EPOCH, unpack_batch
 from blobstore.pdu_read import STORE_SLACK, PduRow, pdu_rows_txn
 from blobstore.schema import messages
-from mepl.app.errors import NotFound
+from mepl.app.errors import InvalidRequest, NotFound
 from sms_gateway.smpp import codec
 from sms_gateway.smpp.receipts import is_receipt, normalise_id, parse_receipt_text
 from sms_gateway.smpp.records import Direction, make_record
@@ -32,6 +32,8 @@ MAX_PDUS = 5000
 """The largest page."""
 AROUND_MESSAGE = timedelta(minutes=2)
 """The window either side of a stored SMS for ``--message``."""
+DEFAULT_WINDOW = timedelta(minutes=10)
+"""The window when only one end of it (or neither) is given."""
 
 
 class CursorError(ValueError):
@@ -119,7 +121,7 @@ class PduQuery:
         if not 1 <= self.limit <= MAX_PDUS:
             raise ValueError(f"limit must be 1 to {MAX_PDUS}")
         if self.until <= self.since:
-            raise ValueError("the window is empty: --until must be after --since")
+            raise ValueError("the window is empty: until must be after since")
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,57 @@ def around_message_txn(conn: Connection, message_id: int) -> AroundMessage:
                      and row.kind == "mt" else ())
     peers = frozenset({row.peer} if row.peer and row.kind == "mo" else ())
     return AroundMessage(str(row.link), row.created_at, ids, refs, peers)
+
+
+def find_pdus_txn(conn: Connection, *, now: datetime, link: str | None = None,
+                  message_id: int | None = None, since: datetime | None = None,
+                  until: datetime | None = None, direction: str | None = None,
+                  commands: Iterable[str] = (), smsc_ids: Iterable[str] = (),
+                  references: Iterable[str] = (), addresses: Iterable[str] = (),
+                  after: str | None = None, limit: int = 200) -> PduPage:
+    """The use case of ``mepl messages pdus`` and ``GET /v1/pdus``: a page of a link's PDUs.
+
+    ``message_id`` takes the link, a window of :data:`AROUND_MESSAGE` either
+    side (unless ``since`` or ``until`` is given) and what identifies the
+    message's PDUs from that stored SMS; otherwise ``link`` is needed.
+    Without either end the window is the :data:`DEFAULT_WINDOW` up to
+    ``now``; with one end, :data:`DEFAULT_WINDOW` from or to it.  Raises
+    :class:`InvalidRequest` (naming the field) or :class:`NotFound`.
+    """
+    ids, refs, numbers = set(smsc_ids), set(references), set(addresses)
+    if message_id is not None:
+        around = around_message_txn(conn, message_id)
+        if link is not None and link != around.link:
+            raise InvalidRequest(f"message {message_id} is on link {around.link}, not {link}",
+                                 field="link")
+        link = around.link
+        if since is None and until is None:
+            since, until = around.at - AROUND_MESSAGE, around.at + AROUND_MESSAGE
+        ids |= around.smsc_ids
+        refs |= around.references
+        numbers |= around.addresses
+        if not (ids or refs or numbers):
+            raise InvalidRequest(f"message {message_id} has no SMSC id, no command and no "
+                                 "sender yet: nothing to match its PDUs by", field="message")
+    if link is None:
+        raise InvalidRequest("give a link or a message", field="link")
+    if since is None:
+        until = now if until is None else until
+        since = until - DEFAULT_WINDOW
+    elif until is None:
+        until = since + DEFAULT_WINDOW
+    if until <= since:
+        raise InvalidRequest("the window is empty: until must be after since", field="until")
+    if not 1 <= limit <= MAX_PDUS:
+        raise InvalidRequest(f"limit must be 1 to {MAX_PDUS}", field="limit")
+    try:
+        cursor = None if after is None else Cursor.parse(after)
+    except CursorError as exc:
+        raise InvalidRequest(str(exc), field="after") from None
+    return pdu_page_txn(conn, PduQuery(
+        link=link, since=since, until=until, direction=direction, commands=frozenset(commands),
+        smsc_ids=frozenset(ids), references=frozenset(refs), addresses=frozenset(numbers),
+        after=cursor, limit=limit))
 
 
 def _wanted(pdu: PduView, query: PduQuery, ids: frozenset[str]) -> bool:

@@ -11,82 +11,39 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from blobstore.database import Database
 from mepl.app.context import SyncTransactions
-from mepl.app.errors import NotFound
-from mepl.app.pdus import (
-    AROUND_MESSAGE,
-    MAX_PDUS,
-    Cursor,
-    CursorError,
-    PduPage,
-    PduQuery,
-    PduView,
-    around_message_txn,
-    pdu_page_txn,
-)
+from mepl.app.errors import InvalidRequest, NotFound
+from mepl.app.pdus import MAX_PDUS, Cursor, CursorError, PduPage, PduView, find_pdus_txn
 from mepl.cli.common import GeneralConfig, add_config_options, fail, iso_time, limit_type
 from mepl.cli.db import run_with_database
 
-DEFAULT_WINDOW = timedelta(minutes=10)
-"""The window when only one end (or neither) is given."""
 
-
-def _cursor(text: str) -> Cursor:
+def _cursor(text: str) -> str:
     try:
-        return Cursor.parse(text)
+        Cursor.parse(text)
     except CursorError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _window(args: argparse.Namespace, now: datetime) -> tuple[datetime, datetime]:
-    since: datetime | None = args.since
-    until: datetime | None = args.until
-    if since is None and until is None:
-        until = now
-    if since is None:
-        assert until is not None
-        since = until - DEFAULT_WINDOW
-    if until is None:
-        until = since + DEFAULT_WINDOW
-    return since, until
+    return text
 
 
 def _pdus(args: argparse.Namespace) -> int:
     def body(database: Database, general: GeneralConfig) -> int:
-        transactions = SyncTransactions(database.engine)
-        link: str | None = args.link
-        since, until = _window(args, datetime.now(UTC))
-        ids = set(args.smsc_id or ())
-        refs = set(args.reference or ())
-        addresses = set(args.address or ())
-        if args.message is not None:
-            try:
-                around = transactions.run("messages pdus", around_message_txn, args.message)
-            except NotFound as exc:
-                return fail(str(exc), status=1)
-            link = around.link
-            if args.since is None and args.until is None:
-                since, until = around.at - AROUND_MESSAGE, around.at + AROUND_MESSAGE
-            ids |= around.smsc_ids
-            refs |= around.references
-            addresses |= around.addresses
-            if not (ids or refs or addresses):
-                return fail(f"message {args.message} has no SMSC id, no command and no sender "
-                            "yet: nothing to match its PDUs by", status=1)
-        if link is None:
-            return fail("give --link LINK or --message ID")
         try:
-            query = PduQuery(link=link, since=since, until=until, direction=args.direction,
-                             commands=frozenset(args.command or ()), smsc_ids=frozenset(ids),
-                             references=frozenset(refs), addresses=frozenset(addresses),
-                             after=args.after, limit=args.limit)
-        except ValueError as exc:
-            return fail(str(exc))
-        page = transactions.run("messages pdus", pdu_page_txn, query)
+            page = SyncTransactions(database.engine).run(
+                "messages pdus", find_pdus_txn, now=datetime.now(UTC), link=args.link,
+                message_id=args.message, since=args.since, until=args.until,
+                direction=args.direction, commands=args.command or (),
+                smsc_ids=args.smsc_id or (), references=args.reference or (),
+                addresses=args.address or (), after=args.after, limit=args.limit)
+        except NotFound as exc:
+            return fail(str(exc), status=1)
+        except InvalidRequest as exc:
+            option = f" (--{exc.field.replace('_', '-')})" if exc.field else ""
+            return fail(f"{exc}{option}")
         if args.json:
             print(json.dumps(page.to_json(), indent=2, ensure_ascii=False))
         else:

@@ -12,8 +12,15 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from blobstore.pdu_batches import pack_pdu
-from mepl.app.errors import NotFound
-from mepl.app.pdus import Cursor, CursorError, PduQuery, around_message_txn, pdu_page_txn
+from mepl.app.errors import InvalidRequest, NotFound
+from mepl.app.pdus import (
+    Cursor,
+    CursorError,
+    PduQuery,
+    around_message_txn,
+    find_pdus_txn,
+    pdu_page_txn,
+)
 from sms_gateway.smpp import codec
 from tests.support.pg import migrated_database
 from tests.support.plans import plan_nodes
@@ -216,3 +223,26 @@ def test_the_look_up_uses_the_pdu_log_index(log: dict[str, Any]) -> None:
         "messages_part_")]
     assert scans and {n.get("Index Name", "").startswith("messages_part_") and
                       "link_created_at" in n.get("Index Name", "") for n in scans} == {True}
+
+
+def test_the_use_case_fills_the_window_and_names_the_field_at_fault(
+        log: dict[str, Any]) -> None:
+    with log["engine"].begin() as conn:
+        # Without either end: the ten minutes up to now; with one: ten minutes from it.
+        page = find_pdus_txn(conn, now=_at(3), link="carrier")
+        assert (page.query.since, page.query.until) == (_at(-597), _at(3))
+        assert find_pdus_txn(conn, now=_at(999), link="carrier",
+                             since=_at(0)).query.until == _at(600)
+        # A stored SMS brings its link, its window and what identifies its PDUs.
+        page = find_pdus_txn(conn, now=_at(999), message_id=log["mt"])
+        assert (page.query.link, page.query.since, page.query.until) == (
+            "carrier", _at(0.2 - 120), _at(0.2 + 120))
+        assert _names(page) == ["out submit_sm 1", "in submit_sm_resp 1", "in deliver_sm 9"]
+        for kwargs, field in (({}, "link"), ({"link": "x", "since": _at(1), "until": _at(1)},
+                                             "until"),
+                              ({"link": "x", "limit": 0}, "limit"),
+                              ({"link": "x", "after": "nope"}, "after"),
+                              ({"link": "other", "message_id": log["mt"]}, "link")):
+            with pytest.raises(InvalidRequest) as refused:
+                find_pdus_txn(conn, now=_at(0), **kwargs)
+            assert refused.value.field == field

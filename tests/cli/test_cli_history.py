@@ -274,12 +274,12 @@ def test_messages_pdus_finds_the_pdus_of_a_stored_sms_and_lists_a_links_window(
 def test_messages_pdus_refuses_missing_links_bad_cursors_and_non_sms_rows(
         run: Run, history: History) -> None:
     code, _, err = run("messages", "pdus")
-    assert code == 2 and "give --link LINK or --message ID" in err
+    assert code == 2 and "give a link or a message (--link)" in err
     with pytest.raises(SystemExit) as bad:
         run("messages", "pdus", "--link", "x", "--after", "12")
     assert bad.value.code == 2
     code, _, err = run("messages", "pdus", "--link", "x", "--since", "2026-12-04T10:00",
                        "--until", "2026-12-04T09:00")
-    assert code == 2 and "the window is empty" in err
+    assert code == 2 and "the window is empty: until must be after since (--until)" in err
     code, _, err = run("messages", "pdus", "--message", "999999999")
     assert code == 1 and "no message with id 999999999" in err

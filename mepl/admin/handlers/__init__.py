@@ -15,6 +15,7 @@ The handlers are grouped by resource:
 - :mod:`mepl.admin.handlers.approvals`: two-person approvals;
 - :mod:`mepl.admin.handlers.audit`: alerts, the audit trail, the proxy's refusals;
 - :mod:`mepl.admin.handlers.keys`: server keys and their rotation;
+- :mod:`mepl.admin.handlers.pdus`: the raw SMPP PDUs of a link or a message;
 - :mod:`mepl.admin.handlers.common`: what they share.
 
 :data:`HANDLERS` maps each route's name to its handler.
@@ -56,6 +57,7 @@ from mepl.admin.handlers.groups import (
 )
 from mepl.admin.handlers.keys import KeyRotator, get_keys_txn, prepare_rotation, rotate_keys_txn
 from mepl.admin.handlers.meta import events_start_txn, openapi_txn, whoami_txn
+from mepl.admin.handlers.pdus import list_pdus_txn
 from mepl.app.errors import InvalidRequest
 
 HANDLERS: dict[str, Handler] = {
@@ -79,6 +81,7 @@ HANDLERS: dict[str, Handler] = {
     "cancelCommand": Handler(cancel_command_txn),
     "getFanout": Handler(get_fanout_txn),
     "listAlerts": Handler(list_alerts_txn),
+    "listPdus": Handler(list_pdus_txn),
     "listApprovals": Handler(list_approvals_txn),
     "getApproval": Handler(get_approval_txn_),
     "approve": Handler(approve_txn, prepare_approval),

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from blobstore.pdu_batches import insert_pdu_batches_txn, pack_pdu
 from mepl.admin.handlers import KeyRotator
 from mepl.admin.routes import ROUTES
 from mepl.app.approvals import ApprovalsConfig
@@ -74,6 +75,18 @@ class EveryRouteTests(TestCase):
         done((yield get(f"/v1/fanouts/{fan['queued']['fanout_id']}")))
         alerts = done((yield get(f"/v1/alerts?device={IMEIS[0]}&since=2000-01-01")))
         self.assertEqual(len(alerts["items"]), 1)
+        resp = bytes.fromhex("00000013" "80000004" "00000000" "00000005") + b"a1\0"
+        sent = datetime.now(UTC).replace(microsecond=0)
+        with w.engine.begin() as conn:
+            insert_pdu_batches_txn(conn, [("in", "carrier", pack_pdu(
+                sent.timestamp(), "cmd-1", resp))])
+        window = (f"since={(sent - timedelta(seconds=5)).isoformat()}&until="
+                  f"{(sent + timedelta(seconds=5)).isoformat()}").replace("+", "%2B")
+        pdus = done((yield get(f"/v1/pdus?link=carrier&{window}&smsc_id=A1")))
+        self.assertEqual([(p["command"], p["smsc_message_id"], p["hex"])
+                          for p in pdus["items"]], [("submit_sm_resp", "a1", resp.hex())])
+        missing = yield get("/v1/pdus?since=2026-12-04T11:59:00Z")
+        self.assertEqual((missing.status, missing.body["error"]["field"]), (400, "link"))
         rotation = done((yield post("/v1/keys/rotate", {"valid_days": 3})), 202)
         self.assertEqual(store.load().active_key_id, 1)
         approved = done((yield post(f"/v1/approvals/{rotation['approval']['id']}/approve",
