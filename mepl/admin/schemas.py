@@ -131,7 +131,8 @@ PDU: Schema = obj({
 
 PDU_PAGE: Schema = obj({"link": STRING, "since": TIME, "until": TIME, "rows_read": INT,
                         "items": {"type": "array", "items": PDU},
-                        "next": nullable("string")})
+                        "next": nullable("string")},
+                       {"other_links": {"type": "array", "items": STRING}})
 
 WHOAMI: Schema = obj({"name": STRING, "role": STRING, "fingerprint": STRING})
 

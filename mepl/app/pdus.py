@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, select
 
 from blobstore.pdu_batches import EPOCH, unpack_batch
-from blobstore.pdu_read import STORE_SLACK, PduRow, pdu_rows_txn
+from blobstore.pdu_read import STORE_SLACK, PduRow, pdu_links_txn, pdu_rows_txn
 from blobstore.schema import messages
 from mepl.app.errors import InvalidRequest, NotFound
 from sms_gateway.smpp import codec
@@ -102,7 +102,8 @@ class PduQuery:
     passes when it has one of the ids (a submit_sm_resp's, or the one a
     receipt reports), one of the references, or one of the addresses as its
     source or destination.  Ids are compared without case, blanks and
-    leading zeros; addresses by their digits (``+44 7700`` is ``447700``).
+    leading zeros; numbers by their digits (``+44 7700`` is ``447700``), an
+    address without digits (an alphanumeric sender) as written, without case.
     """
 
     link: str
@@ -132,13 +133,16 @@ class PduPage:
     pdus: list[PduView]
     next_after: Cursor | None
     rows_read: int = 0
+    other_links: tuple[str, ...] | None = None
+    """When the link has no PDU rows at all: the links that have (a likely typo)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON."""
         return {"link": self.query.link, "since": self.query.since.isoformat(),
                 "until": self.query.until.isoformat(), "rows_read": self.rows_read,
                 "items": [p.to_json() for p in self.pdus],
-                "next": None if self.next_after is None else str(self.next_after)}
+                "next": None if self.next_after is None else str(self.next_after),
+                **({} if self.other_links is None else {"other_links": list(self.other_links)})}
 
 
 def pdu_page_txn(conn: Connection, query: PduQuery) -> PduPage:
@@ -157,12 +161,17 @@ def pdu_page_txn(conn: Connection, query: PduQuery) -> PduPage:
                                 direction=query.direction, slack=query.slack))
     ids = frozenset(_id_forms(query.smsc_ids))
     if query.addresses:
-        query = replace(query, addresses=frozenset(_digits(a) for a in query.addresses))
+        query = replace(query, addresses=frozenset(_address_key(a) for a in query.addresses))
     matching = (p for p in _pdus(rows, query.link) if _wanted(p, query, ids))
     first = heapq.nsmallest(query.limit + 1, matching, key=lambda p: p.cursor)
     more = len(first) > query.limit
     shown = first[:query.limit]
-    return PduPage(query, shown, shown[-1].cursor if more else None, rows_read[0])
+    others = None
+    if rows_read[0] == 0:
+        links = pdu_links_txn(conn)
+        if query.link not in links:
+            others = tuple(links)
+    return PduPage(query, shown, shown[-1].cursor if more else None, rows_read[0], others)
 
 
 @dataclass(frozen=True)
@@ -262,14 +271,15 @@ def _wanted(pdu: PduView, query: PduQuery, ids: frozenset[str]) -> bool:
     if pdu.reference is not None and pdu.reference in query.references:
         return True
     if query.addresses and not query.addresses.isdisjoint(
-            {_digits(a) for a in (pdu.source, pdu.destination) if a}):
+            {_address_key(a) for a in (pdu.source, pdu.destination) if a}):
         return True
     return any(v is not None and not ids.isdisjoint(_id_forms([v]))
                for v in (pdu.smsc_message_id, pdu.receipt_for))
 
 
-def _digits(address: str) -> str:
-    return "".join(ch for ch in address if ch.isdigit())
+def _address_key(address: str) -> str:
+    digits = "".join(ch for ch in address if ch.isdigit())
+    return digits or address.strip().casefold()
 
 
 def _id_forms(values: Iterable[str]) -> Iterator[str]:

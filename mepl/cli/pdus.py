@@ -57,6 +57,9 @@ def _print(page: PduPage) -> None:
     query = page.query
     print(f"link {query.link}, {_time(query.since)} to {_time(query.until)}: "
           f"{len(page.pdus)} PDUs from {page.rows_read} stored rows")
+    if page.other_links is not None:
+        known = ", ".join(page.other_links) or "none"
+        print(f"no PDUs stored for link {query.link} at any time; links with PDUs: {known}")
     for pdu in page.pdus:
         print(pdu_line(pdu))
     if page.next_after is not None:

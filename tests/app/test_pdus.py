@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from blobstore.pdu_batches import pack_pdu
+from blobstore.pdu_read import LINKS_QUERY
 from mepl.app.errors import InvalidRequest, NotFound
 from mepl.app.pdus import (
     Cursor,
@@ -28,9 +29,9 @@ from tests.support.plans import plan_nodes
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
-def _submit(seq: int, dest: str) -> bytes:
+def _submit(seq: int, dest: str, source: str = "447700900000") -> bytes:
     body = codec.encode_short_message(codec.ShortMessage(
-        source_addr="447700900000", destination_addr=dest, short_message=b"x"))
+        source_addr=source, destination_addr=dest, short_message=b"x"))
     return codec.encode_frame(codec.SUBMIT_SM, 0, seq, body)
 
 
@@ -95,7 +96,8 @@ def log() -> Iterator[dict[str, Any]]:
     made["pdu_row"] = _store(engine, direction="out", link="carrier", created=_at(6),
                              kind="pdu", payload=codec.encode_frame(codec.DELIVER_SM_RESP,
                                                                     0, 9, b"\0"))
-    made["other"] = _batch(engine, "out", "other", _at(2), [(0.5, "cmd-9", _submit(1, "4477"))])
+    made["other"] = _batch(engine, "out", "other", _at(2), [
+        (0.5, "cmd-9", _submit(1, "4477", source="MyBank"))])
     # The database's clock 30 s behind the MEPL host's: the row looks older than its PDU.
     made["skewed"] = _batch(engine, "in", "skewed", _at(10), [(40.0, None, _submit_resp(4, "s"))])
     made["broken"] = _store(engine, direction="in", link="broken", created=_at(1),
@@ -179,6 +181,18 @@ def test_filters_by_direction_command_smsc_id_and_reference(log: dict[str, Any])
     assert _names(_page(log, addresses=frozenset({"+44 7700 900102"}))) == ["out submit_sm 2"]
     assert _names(_page(log, addresses=frozenset({"+447700900101"}))) == [
         "out submit_sm 1", "in deliver_sm 9", "in deliver_sm 10"]
+    # An alphanumeric sender is compared as written (it has no digits to compare).
+    assert _names(_page(log, link="other", addresses=frozenset({"mybank"}))) == [
+        "out submit_sm 1"]
+    assert _page(log, link="other", addresses=frozenset({"other"})).pdus == []
+
+
+def test_an_unknown_link_names_the_links_that_have_pdus(log: dict[str, Any]) -> None:
+    page = _page(log, link="carier")
+    assert page.pdus == [] and page.other_links == ("broken", "carrier", "other", "skewed")
+    assert page.to_json()["other_links"] == ["broken", "carrier", "other", "skewed"]
+    # A known link with nothing in the window is not a typo.
+    assert _page(log, since=_at(200), until=_at(201)).other_links is None
 
 
 def test_a_stored_sms_gives_its_link_time_smsc_id_and_command_reference(
@@ -246,3 +260,13 @@ def test_the_use_case_fills_the_window_and_names_the_field_at_fault(
             with pytest.raises(InvalidRequest) as refused:
                 find_pdus_txn(conn, now=_at(0), **kwargs)
             assert refused.value.field == field
+
+
+def test_the_list_of_links_is_a_loose_scan_of_the_index(log: dict[str, Any]) -> None:
+    with log["engine"].begin() as conn:
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = conn.execute(text("EXPLAIN (FORMAT JSON) " + LINKS_QUERY.text), {"limit": 100}
+                            ).scalar_one()
+    scans = {n.get("Index Name", "") for n in plan_nodes(plan)
+             if str(n.get("Relation Name", "")).startswith("messages_part_")}
+    assert scans and all("link_created_at" in name for name in scans)

@@ -283,3 +283,5 @@ def test_messages_pdus_refuses_missing_links_bad_cursors_and_non_sms_rows(
     assert code == 2 and "the window is empty: until must be after since (--until)" in err
     code, _, err = run("messages", "pdus", "--message", "999999999")
     assert code == 1 and "no message with id 999999999" in err
+    code, out, _ = run("messages", "pdus", "--link", "nosuch")
+    assert code == 0 and "no PDUs stored for link nosuch at any time; links with PDUs: " in out
