@@ -41,6 +41,7 @@ from console_proxy.client.models import (
     JsonObject,
     Message,
     Page,
+    Pdu,
     Queued,
     SendResult,
     WhoAmI,
@@ -344,6 +345,19 @@ class Client:
         data = self._get("/v1/alerts" + _query(device=device, since=since, limit=limit,
                                                after=after))
         return Page.parse(data, Alert.parse, "alert page")
+
+    def list_pdus(self, *, link: str | None = None, message: int | None = None,
+                  since: str | None = None, until: str | None = None,
+                  direction: str | None = None, command: str | None = None,
+                  smsc_id: str | None = None, reference: str | None = None,
+                  address: str | None = None, limit: int | None = None,
+                  after: str | None = None) -> Page[Pdu]:
+        """``GET /v1/pdus``: a link's raw SMPP PDUs in a window, or one stored SMS's."""
+        data = self._get("/v1/pdus" + _query(
+            link=link, message=message, since=since, until=until, direction=direction,
+            command=command, smsc_id=smsc_id, reference=reference, address=address,
+            limit=limit, after=after))
+        return Page.parse(data, Pdu.parse, "PDU page")
 
     def list_approvals(self, *, status: str | None = "pending", limit: int | None = None,
                        after: str | None = None) -> Page[Approval]:

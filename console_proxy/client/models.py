@@ -304,6 +304,34 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class Pdu:
+    """One raw SMPP PDU of a link, decoded as far as its bytes allow (``GET /v1/pdus``)."""
+
+    at: str | None
+    direction: str
+    command: str
+    sequence: int | None
+    status: str | None
+    reference: str | None
+    smsc_message_id: str | None
+    receipt_for: str | None
+    octets: int | None
+    message_id: int | None
+    raw: JsonObject = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def parse(cls, data: Any) -> Pdu:
+        """From ``{"at", "direction", "command", "sequence", "status", ...}`` (addresses and
+        hex stay in ``raw``)."""
+        body = _obj(data, "PDU")
+        return cls(_str(body, "at"), str(body.get("direction", "")),
+                   str(body.get("command", "")), _int(body, "sequence"), _str(body, "status"),
+                   _str(body, "reference"), _str(body, "smsc_message_id"),
+                   _str(body, "receipt_for"), _int(body, "octets"), _int(body, "message_id"),
+                   body)
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One audit row: who did what to which target, and how it ended."""
 

@@ -78,6 +78,22 @@ def cmd_alerts(ctx: Context) -> int:
                      lambda a: (a.at, a.imei, a.kind, a.details))
 
 
+def cmd_pdus(ctx: Context) -> int:
+    """``pdus``: a link's raw SMPP PDUs in a window, or one stored SMS's, oldest first."""
+    ctx.action = "read PDUs"
+    args = ctx.args
+    ctx.subject = f"message {args.message}" if args.message else f"link {args.link}"
+    page = ctx.client().list_pdus(
+        link=args.link, message=args.message, since=args.since, until=args.until,
+        direction=args.direction, command=args.command, smsc_id=args.smsc_id,
+        reference=args.reference, address=args.address, limit=args.limit, after=args.after)
+    return show_page(ctx, page, ("AT", "DIR", "COMMAND", "SEQ", "STATUS", "REF", "SMSC ID",
+                                 "RECEIPT FOR", "OCTETS", "MESSAGE"),
+                     lambda p: (p.at, p.direction, p.command, p.sequence, p.status,
+                                p.reference, p.smsc_message_id, p.receipt_for, p.octets,
+                                p.message_id))
+
+
 def cmd_audit(ctx: Context) -> int:
     """``audit``: the audit trail (admins)."""
     ctx.action = "read the audit"

@@ -24,6 +24,7 @@ from console_proxy.console.oversight import (
     cmd_approvals_reject,
     cmd_audit,
     cmd_gui,
+    cmd_pdus,
     cmd_watch,
     cmd_whoami,
 )
@@ -164,6 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--device", metavar="ID")
     alerts.add_argument("--since", metavar="TIME", help="ISO 8601 time")
     _page_options(alerts)
+
+    pdus = add(sub, "pdus", cmd_pdus,
+               "a link's raw SMPP PDUs in a time window, or one stored SMS's, oldest first")
+    pdus.add_argument("--link", metavar="LINK", help="the SMPP link")
+    pdus.add_argument("--message", type=int, metavar="ID",
+                      help="the PDUs of this stored SMS (an id from `history`)")
+    pdus.add_argument("--since", metavar="TIME", help="ISO 8601 time (default: ten minutes "
+                                                     "before --until)")
+    pdus.add_argument("--until", metavar="TIME", help="ISO 8601 time, excluded (default: now)")
+    pdus.add_argument("--direction", choices=("in", "out"))
+    pdus.add_argument("--command", metavar="NAME", help="e.g. deliver_sm")
+    pdus.add_argument("--smsc-id", metavar="ID",
+                      help="the submit_sm_resp giving this id and the receipts reporting it")
+    pdus.add_argument("--reference", metavar="REF", help="e.g. cmd-42")
+    pdus.add_argument("--address", metavar="NUMBER", help="to or from this number")
+    _page_options(pdus)
 
     watch = add(sub, "watch", cmd_watch,
                 "print live events as they happen (Ctrl-C to stop); reconnects and resumes")

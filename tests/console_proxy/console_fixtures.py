@@ -262,6 +262,13 @@ class FakeApi:
                          "states": {"done": 6, "failed": 1, "queued": 2, "delivered": 1}}
         if m == "GET" and rest == ["alerts"]:
             return 200, {"items": ALERTS, "next": None}
+        if m == "GET" and rest == ["pdus"]:
+            if not q.get("link") and not q.get("message"):
+                return error(400, "invalid_request", "give a link or a message",
+                             "add link or message", field="link")
+            return 200, {"link": "carrier-a", "since": "2026-05-01T09:00:00+00:00",
+                         "until": "2026-05-01T09:10:00+00:00", "rows_read": 2,
+                         "items": PDUS, "next": "1746090000000000.7.1"}
         if m == "GET" and rest == ["approvals"]:
             items = [a for a in self.approvals.values()
                      if not q.get("status") or a["status"] == q["status"]]
@@ -352,6 +359,17 @@ HISTORY = [
 ]
 ALERTS = [{"id": 5, "imei": "356938035643809", "kind": "sim_swap",
            "at": "2026-05-01T09:00:00+00:00", "details": {"old_imsi": "234150888888888"}}]
+PDUS = [{"cursor": "1746090000000000.7.0", "at": "2026-05-01T09:00:00+00:00",
+         "direction": "out", "link": "carrier-a", "message_id": 7, "command": "submit_sm",
+         "sequence": 12, "status": "0x00000000 ESME_ROK (no error)", "reference": "cmd-42",
+         "smsc_message_id": None, "receipt_for": None, "source": "447700900000",
+         "destination": "447700900123", "octets": 151, "note": None, "hex": "00"},
+        {"cursor": "1746090000000000.7.1", "at": "2026-05-01T09:00:00.012000+00:00",
+         "direction": "in", "link": "carrier-a", "message_id": 8,
+         "command": "submit_sm_resp", "sequence": 12,
+         "status": "0x00000000 ESME_ROK (no error)", "reference": "cmd-42",
+         "smsc_message_id": "0A1B2C", "receipt_for": None, "source": None,
+         "destination": None, "octets": 25, "note": None, "hex": "00"}]
 AUDIT = [{"id": 77, "at": "2026-05-01T10:00:00+00:00", "actor": "alice", "role": "admin",
           "action": "command.send", "target": "356938035643809",
           "details": {"outcome": "ok", "request_id": "r1", "status": 201}}]

@@ -176,6 +176,23 @@ def test_commands_list_show_and_cancel(console: Console, fake_api: FakeApi) -> N
     assert missing.code == Exit.NOT_FOUND and "not found: command 7: no command 7" in missing.err
 
 
+def test_pdus_lists_a_links_pdus_oldest_first_with_the_next_cursor(
+        console: Console, fake_api: FakeApi) -> None:
+    run = console("pdus", "--link", "carrier-a", "--smsc-id", "0a1b2c", role="viewer")
+    assert run.code == Exit.OK, run.err
+    lines = run.out.splitlines()
+    assert lines[1].split()[:5] == ["2026-05-01T09:00:00+00:00", "out", "submit_sm", "12",
+                                    "0x00000000"]
+    assert "0A1B2C" in lines[2] and "cmd-42" in lines[2]
+    assert "more: add --after 1746090000000000.7.1" in run.out
+    assert fake_api.requests[-1].query == {"link": ["carrier-a"], "smsc_id": ["0a1b2c"]}
+    by_message = console("pdus", "--message", "4711", "--json", role="viewer")
+    assert by_message.json["items"][1]["smsc_message_id"] == "0A1B2C"  # type: ignore[index]
+    assert fake_api.requests[-1].query == {"message": ["4711"]}
+    refused = console("pdus", role="viewer")
+    assert refused.code == Exit.FAILED and "give a link or a message" in refused.err
+
+
 def test_alerts_and_fanout_progress(console: Console) -> None:
     alerts = console("alerts", role="viewer")
     assert alerts.out.splitlines()[1].split()[:3] == ["2026-05-01T09:00:00+00:00",
