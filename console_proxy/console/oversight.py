@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from datetime import UTC, datetime
 
 from console_proxy.client.models import Approval
 from console_proxy.console import output
@@ -87,11 +88,27 @@ def cmd_pdus(ctx: Context) -> int:
         link=args.link, message=args.message, since=args.since, until=args.until,
         direction=args.direction, command=args.command, smsc_id=args.smsc_id,
         reference=args.reference, address=args.address, limit=args.limit, after=args.after)
-    return show_page(ctx, page, ("AT", "DIR", "COMMAND", "SEQ", "STATUS", "REF", "SMSC ID",
-                                 "RECEIPT FOR", "OCTETS", "MESSAGE"),
-                     lambda p: (p.at, p.direction, p.command, p.sequence, p.status,
-                                p.reference, p.smsc_message_id, p.receipt_for, p.octets,
-                                p.message_id))
+    others = page.raw.get("other_links")
+    if isinstance(others, list) and not ctx.json:
+        print(f"no PDUs stored for link {args.link} at any time; links with PDUs: "
+              f"{', '.join(map(str, others)) or 'none'}", file=ctx.out)
+    return show_page(ctx, page, ("AT (UTC)", "DIR", "COMMAND", "SEQ", "STATUS", "REF",
+                                 "SMSC ID", "RECEIPT FOR", "OCTETS", "MESSAGE"),
+                     lambda p: (_microseconds(p.at), p.direction, p.command, p.sequence,
+                                p.status, p.reference, p.smsc_message_id, p.receipt_for,
+                                p.octets, p.message_id))
+
+
+def _microseconds(at: str | None) -> str | None:
+    """``2026-12-04 19:04:26.448575``: a PDU's time keeps its microseconds (PDUs of one
+    second are told apart by them), unlike the other tables' times."""
+    if at is None:
+        return None
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        return at
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
 
 
 def cmd_audit(ctx: Context) -> int:

@@ -266,6 +266,10 @@ class FakeApi:
             if not q.get("link") and not q.get("message"):
                 return error(400, "invalid_request", "give a link or a message",
                              "add link or message", field="link")
+            if q.get("link") == "carier-a":
+                return 200, {"link": "carier-a", "since": "2026-05-01T09:00:00+00:00",
+                             "until": "2026-05-01T09:10:00+00:00", "rows_read": 0,
+                             "items": [], "next": None, "other_links": ["carrier-a"]}
             return 200, {"link": "carrier-a", "since": "2026-05-01T09:00:00+00:00",
                          "until": "2026-05-01T09:10:00+00:00", "rows_read": 2,
                          "items": PDUS, "next": "1746090000000000.7.1"}

@@ -181,14 +181,18 @@ def test_pdus_lists_a_links_pdus_oldest_first_with_the_next_cursor(
     run = console("pdus", "--link", "carrier-a", "--smsc-id", "0a1b2c", role="viewer")
     assert run.code == Exit.OK, run.err
     lines = run.out.splitlines()
-    assert lines[1].split()[:5] == ["2026-05-01T09:00:00+00:00", "out", "submit_sm", "12",
-                                    "0x00000000"]
+    assert lines[1].split()[:6] == ["2026-05-01", "09:00:00.000000", "out", "submit_sm",
+                                    "12", "0x00000000"]
+    assert lines[2].startswith("2026-05-01 09:00:00.012000  in ")
     assert "0A1B2C" in lines[2] and "cmd-42" in lines[2]
     assert "more: add --after 1746090000000000.7.1" in run.out
     assert fake_api.requests[-1].query == {"link": ["carrier-a"], "smsc_id": ["0a1b2c"]}
     by_message = console("pdus", "--message", "4711", "--json", role="viewer")
     assert by_message.json["items"][1]["smsc_message_id"] == "0A1B2C"  # type: ignore[index]
     assert fake_api.requests[-1].query == {"message": ["4711"]}
+    typo = console("pdus", "--link", "carier-a", role="viewer")
+    assert typo.out.splitlines() == [
+        "no PDUs stored for link carier-a at any time; links with PDUs: carrier-a", "(none)"]
     refused = console("pdus", role="viewer")
     assert refused.code == Exit.FAILED and "give a link or a message" in refused.err
 
