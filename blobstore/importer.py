@@ -55,6 +55,8 @@ class Enrolling:
 
     key_id_of: Callable[[bytes], int]
     server_key: int | None
+    key_defect: Callable[[bytes], str | None] = lambda _raw: None
+    """Why a public key can never verify (a bad row), or None."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,11 @@ def import_csv(engine: Engine, stream: TextIO, default_region: str | None, *,
                 if item.public_key is not None and enrolling is None:
                     report.errors.append(RowError(
                         item.line, "public_key given but no key store here to enrol with"))
+                    continue
+                if item.public_key is not None and enrolling is not None and (
+                        defect := enrolling.key_defect(item.public_key)) is not None:
+                    report.errors.append(RowError(
+                        item.line, f"public_key: not a usable device key: {defect}"))
                     continue
                 batch.append(item)
                 if len(batch) >= batch_size:

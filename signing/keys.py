@@ -157,6 +157,62 @@ class SigningKey:
         return pkcs8.encrypt(plain, passphrase)
 
 
+_P = 2**255 - 19
+_Y_MASK = (1 << 255) - 1
+
+
+def _sqrt(value: int) -> int | None:
+    """A square root modulo 2^255 - 19 (p = 5 mod 8), or None when there is none."""
+    value %= _P
+    root = pow(value, (_P + 3) // 8, _P)
+    if (root * root - value) % _P:
+        root = root * pow(2, (_P - 1) // 4, _P) % _P
+    return root if (root * root - value) % _P == 0 else None
+
+
+def _small_order_ys() -> frozenset[int]:
+    """The y coordinates of the eight points of order 1, 2, 4 and 8 of edwards25519.
+
+    Order 1 and 2: (0, 1) and (0, -1); order 4: (±sqrt(-1), 0); order 8: the
+    points whose double has y = 0, that is y² = -x² on the curve
+    -x² + y² = 1 + d x² y², which gives d x⁴ - 2 x² - 1 = 0.
+    """
+    d = -121665 * pow(121666, -1, _P) % _P
+    ys = {0, 1, _P - 1}
+    root = _sqrt(1 + d)
+    assert root is not None
+    for x2 in ((1 + root) * pow(d, -1, _P), (1 - root) * pow(d, -1, _P)):
+        y = _sqrt(-x2)
+        if y is not None:
+            ys |= {y, _P - y}
+    return frozenset(ys)
+
+
+SMALL_ORDER_YS = _small_order_ys()
+"""The y of every small-order point (whatever the sign bit): keys no signature verifies with."""
+
+
+def public_key_defect(raw: bytes) -> str | None:
+    """Why these 32 octets can never be a device's verifying key, or None.
+
+    The checks libsodium's verification makes before it looks at a
+    signature, so a key that fails them would make every frame of its
+    device fail: a non-canonical encoding (y not below 2^255 - 19) or a
+    point of small order (an all-zero buffer is one).  About a microsecond:
+    no point arithmetic.  An encoding that is not a point of the curve at
+    all is not detected here (that needs a square root); verification
+    refuses it too.
+    """
+    if len(raw) != 32:
+        return "an Ed25519 public key is 32 octets"
+    y = int.from_bytes(raw, "little") & _Y_MASK
+    if y >= _P:
+        return "not a canonical encoding of a point"
+    if y in SMALL_ORDER_YS:
+        return "a point of small order (no signature can ever verify with it)"
+    return None
+
+
 def device_key_id(public_raw: bytes) -> int:
     """The id of a device key: first two octets of SHA-256 of the raw public key (0 -> 1)."""
     return int.from_bytes(hashlib.sha256(public_raw).digest()[:2], "big") or 1

@@ -26,7 +26,7 @@ from blobstore.server_keys import pin_device_txn
 from mepl.app.context import Actor
 from mepl.app.errors import InvalidRequest, store_errors
 from signing.errors import SigningError
-from signing.keys import device_key_id
+from signing.keys import device_key_id, public_key_defect
 from signing.keystore import KeyIndex
 
 
@@ -191,6 +191,9 @@ def public_key_from_hex(text: str) -> bytes:
     if len(raw) != 32:
         raise InvalidRequest(f"an Ed25519 public key has 32 octets, got {len(raw)}",
                              field="public_key")
+    defect = public_key_defect(raw)
+    if defect is not None:
+        raise InvalidRequest(f"not a usable device key: {defect}", field="public_key")
     return raw
 
 

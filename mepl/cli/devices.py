@@ -37,7 +37,7 @@ from mepl.cli.db import cli_user, run_with_database, transactions
 from mepl.cli.keys import signing_config
 from mepl.config import ConfigError
 from signing.errors import SigningError
-from signing.keys import device_key_id
+from signing.keys import device_key_id, public_key_defect
 from signing.keystore import KeyIndex, ServerKeyStore
 
 
@@ -168,7 +168,7 @@ def _enrolling(args: argparse.Namespace) -> Enrolling | None:
         server_key = keys.active_key_id
     if server_key is None:
         return None
-    return Enrolling(device_key_id, server_key)
+    return Enrolling(device_key_id, server_key, public_key_defect)
 
 
 def _import(args: argparse.Namespace) -> int:

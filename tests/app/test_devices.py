@@ -143,6 +143,10 @@ def test_enrol_without_a_key_store_pins_only_an_explicit_server_key(store: Store
 @pytest.mark.parametrize(("key", "server_key", "field", "message"), [
     ("abcd", None, "public_key", "an Ed25519 public key has 32 octets, got 2"),
     ("zz" * 32, None, "public_key", "not hexadecimal"),
+    ("00" * 32, None, "public_key",
+     "not a usable device key: a point of small order (no signature can ever verify with it)"),
+    ("ff" * 32, None, "public_key", "not a usable device key: not a canonical encoding of a "
+     "point"),
     (None, 0, "server_key", "server key ids are 1..65535"),
     (None, 9, "server_key", "no server key with id 9"),
 ])

@@ -103,14 +103,17 @@ def test_rows_with_a_public_key_are_enrolled_and_pinned_in_the_same_batch(
         f"{_imei(23)},+447700900023,{key_b.hex()[:-2]}",      # 31 octets
         f"{_imei(24)},+447700900024,zz{key_b.hex()[2:]}",     # not hex
         f"{_imei(25)},+447700900025,{key_b.hex().upper()}",
+        f"{_imei(26)},+447700900026,{bytes(32).hex()}",       # a zeroed buffer
         "",
     ])
-    enrolling = Enrolling(lambda raw: raw[0] + 100, server_key=7)
+    enrolling = Enrolling(lambda raw: raw[0] + 100, server_key=7,
+                          key_defect=lambda raw: "all zero" if not any(raw) else None)
     report = import_csv(engine, io.StringIO(text), "GB", enrolling=enrolling)
     assert (report.imported, report.enrolled) == (3, 2)
     assert [str(e) for e in report.errors] == [
         "line 4: public_key: an Ed25519 public key has 32 octets, got 31",
         "line 5: public_key: not hexadecimal",
+        "line 7: public_key: not a usable device key: all zero",
     ]
     with engine.begin() as conn:
         a = find_device_txn(conn, _imei(21))
