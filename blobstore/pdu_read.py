@@ -83,3 +83,13 @@ LINKS_QUERY = text(
 def pdu_links_txn(conn: Connection, *, limit: int = 100) -> list[str]:
     """The links that have PDU rows stored (any time), in order; at most ``limit``."""
     return [str(link) for link in conn.execute(LINKS_QUERY, {"limit": limit}).scalars()]
+
+
+HAS_LINK_QUERY = text("SELECT EXISTS (SELECT 1 FROM messages WHERE kind IN ('pdu', 'pdu_batch') "
+                 "AND link = :link)")
+"""Whether a link has PDU rows: one look-up in ``ix_messages_pdu_log`` (tests EXPLAIN it)."""
+
+
+def link_has_pdus_txn(conn: Connection, link: str) -> bool:
+    """Whether ``link`` has any PDU row stored, at any time (one index look-up)."""
+    return bool(conn.execute(HAS_LINK_QUERY, {"link": link}).scalar_one())

@@ -21,7 +21,13 @@ from typing import Any, cast
 from sqlalchemy import Connection, select
 
 from blobstore.pdu_batches import EPOCH, unpack_batch
-from blobstore.pdu_read import STORE_SLACK, PduRow, pdu_links_txn, pdu_rows_txn
+from blobstore.pdu_read import (
+    STORE_SLACK,
+    PduRow,
+    link_has_pdus_txn,
+    pdu_links_txn,
+    pdu_rows_txn,
+)
 from blobstore.schema import messages
 from mepl.app.errors import InvalidRequest, NotFound
 from sms_gateway.smpp import codec
@@ -167,10 +173,8 @@ def pdu_page_txn(conn: Connection, query: PduQuery) -> PduPage:
     more = len(first) > query.limit
     shown = first[:query.limit]
     others = None
-    if rows_read[0] == 0:
-        links = pdu_links_txn(conn)
-        if query.link not in links:
-            others = tuple(links)
+    if rows_read[0] == 0 and not link_has_pdus_txn(conn, query.link):
+        others = tuple(pdu_links_txn(conn))
     return PduPage(query, shown, shown[-1].cursor if more else None, rows_read[0], others)
 
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from blobstore.pdu_batches import pack_pdu
-from blobstore.pdu_read import LINKS_QUERY
+from blobstore.pdu_read import HAS_LINK_QUERY, LINKS_QUERY
 from mepl.app.errors import InvalidRequest, NotFound
 from mepl.app.pdus import (
     Cursor,
@@ -262,11 +262,12 @@ def test_the_use_case_fills_the_window_and_names_the_field_at_fault(
             assert refused.value.field == field
 
 
-def test_the_list_of_links_is_a_loose_scan_of_the_index(log: dict[str, Any]) -> None:
-    with log["engine"].begin() as conn:
-        conn.execute(text("SET LOCAL enable_seqscan = off"))
-        plan = conn.execute(text("EXPLAIN (FORMAT JSON) " + LINKS_QUERY.text), {"limit": 100}
-                            ).scalar_one()
-    scans = {n.get("Index Name", "") for n in plan_nodes(plan)
-             if str(n.get("Relation Name", "")).startswith("messages_part_")}
-    assert scans and all("link_created_at" in name for name in scans)
+def test_the_link_checks_are_look_ups_in_the_index(log: dict[str, Any]) -> None:
+    for statement, params in ((LINKS_QUERY, {"limit": 100}), (HAS_LINK_QUERY, {"link": "x"})):
+        with log["engine"].begin() as conn:
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = conn.execute(text("EXPLAIN (FORMAT JSON) " + statement.text), params
+                                ).scalar_one()
+        scans = {n.get("Index Name", "") for n in plan_nodes(plan)
+                 if str(n.get("Relation Name", "")).startswith("messages_part_")}
+        assert scans and all("link_created_at" in name for name in scans), statement.text
