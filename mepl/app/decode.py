@@ -32,10 +32,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from blobstore.messages import StoredMessage
 from blobstore.pdu_batches import KIND, unpack_batch
+from mepl.app.pdus import view_pdu
 from signing.errors import FrameRejected, SigningError
 from signing.fields import FEATURES
 from signing.frames import CommandFrame, OpenedAlert, Reply, peek_frame
@@ -43,7 +44,6 @@ from signing.transport import ARMOUR_PREFIX, dearmour
 from signing.wire import COMMAND_HEADER_LEN, TYPE_COMMAND, Tlv, check_envelope
 from sms_gateway.errors import UdhError
 from sms_gateway.smpp.codec import HEADER, HEADER_LEN, command_name, describe_status
-from sms_gateway.smpp.records import Direction, make_record
 from sms_gateway.udh import Udh, split_user_data
 
 LOCK_STATES: Final[Mapping[int, str]] = {0: "unlocked", 1: "locked",
@@ -376,23 +376,18 @@ def _pdu_batch(message: StoredMessage, details: dict[str, Any]) -> str:
         raise _Undecodable(str(exc)) from None
     pdus: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
-    for pdu in batch:
+    for index, pdu in enumerate(batch):
+        view = view_pdu(message.id, message.direction, message.link or "", index, pdu.at,
+                        pdu.reference, pdu.raw)
         entry: dict[str, Any] = {"at": pdu.at.isoformat()}
-        if len(pdu.raw) >= HEADER_LEN:
-            # The bind's own reading of a frame: header fields, a submit_sm_resp's SMSC id.
-            record = make_record(cast(Direction, message.direction), message.link or "",
-                                 pdu.raw, 0.0)
-            command = record.command
-            entry.update(command=command, sequence=record.sequence,
-                         status=describe_status(record.status))
-            if record.message_id is not None:
-                entry["smsc_message_id"] = record.message_id
-        else:
-            command = "short frame"
+        if view.sequence is not None:
+            entry.update(command=view.command, sequence=view.sequence, status=view.status)
+        if view.smsc_message_id is not None:
+            entry["smsc_message_id"] = view.smsc_message_id
         if pdu.reference is not None:
             entry["reference"] = pdu.reference
         entry["hex"] = pdu.raw.hex()
-        counts[command] = counts.get(command, 0) + 1
+        counts[view.command] = counts.get(view.command, 0) + 1
         pdus.append(entry)
     details["pdus"] = pdus
     shown = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))

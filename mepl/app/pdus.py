@@ -31,7 +31,7 @@ from blobstore.pdu_read import (
 from blobstore.schema import messages
 from mepl.app.errors import InvalidRequest, NotFound
 from sms_gateway.smpp import codec
-from sms_gateway.smpp.receipts import is_receipt, normalise_id, parse_receipt_text
+from sms_gateway.smpp.receipts import is_receipt, normalise_id, receipt_from_sm
 from sms_gateway.smpp.records import Direction, make_record
 
 MAX_PDUS = 5000
@@ -297,7 +297,7 @@ def _id_forms(values: Iterable[str]) -> Iterator[str]:
 def _pdus(rows: Iterable[PduRow], link: str) -> Iterator[PduView]:
     for row in rows:
         if row.kind == "pdu":
-            yield _view(row, 0, row.created_at, None, row.payload, link)
+            yield view_pdu(row.id, row.direction, link, 0, row.created_at, None, row.payload)
             continue
         try:
             batch = unpack_batch(row.payload)
@@ -307,16 +307,17 @@ def _pdus(rows: Iterable[PduRow], link: str) -> Iterator[PduView]:
                           None, None, None, row.payload, note=str(exc))
             continue
         for index, pdu in enumerate(batch):
-            yield _view(row, index, pdu.at, pdu.reference, pdu.raw, link)
+            yield view_pdu(row.id, row.direction, link, index, pdu.at, pdu.reference, pdu.raw)
 
 
-def _view(row: PduRow, index: int, at: datetime, reference: str | None, raw: bytes,
-          link: str) -> PduView:
-    cursor = Cursor(_micros(at), row.id, index)
+def view_pdu(row_id: int, direction: str, link: str, index: int, at: datetime,
+             reference: str | None, raw: bytes) -> PduView:
+    """One stored PDU (``index`` in row ``row_id``) as the bind reads it, body fields added."""
+    cursor = Cursor(_micros(at), row_id, index)
     if len(raw) < codec.HEADER_LEN:
-        return PduView(cursor, at, row.direction, link, "short frame", None, None, reference,
+        return PduView(cursor, at, direction, link, "short frame", None, None, reference,
                        None, None, None, None, raw, note=f"{len(raw)} octets")
-    record = make_record(cast(Direction, row.direction), link, raw, 0.0)
+    record = make_record(cast(Direction, direction), link, raw, 0.0)
     source = destination = receipt_for = note = None
     if record.command in ("submit_sm", "deliver_sm"):
         try:
@@ -326,17 +327,19 @@ def _view(row: PduRow, index: int, at: datetime, reference: str | None, raw: byt
         else:
             source, destination = sm.source_addr or None, sm.destination_addr or None
             if record.command == "deliver_sm" and is_receipt(sm):
-                receipt_for = _receipt_id(sm)
-    return PduView(cursor, at, row.direction, link, record.command, record.sequence,
+                receipt_for = _receipt_id(sm, link, at)
+    return PduView(cursor, at, direction, link, record.command, record.sequence,
                    codec.describe_status(record.status), reference, record.message_id,
                    receipt_for, source, destination, record.raw, note)
 
 
-def _receipt_id(sm: codec.ShortMessage) -> str | None:
-    tlv = sm.tlv(codec.TAG_RECEIPTED_MESSAGE_ID)
-    if tlv is not None:
-        return tlv.rstrip(b"\0").decode("latin-1")
-    return parse_receipt_text(sm.user_data().decode("latin-1")).get("id")
+def _receipt_id(sm: codec.ShortMessage, link: str, at: datetime) -> str | None:
+    # The bind's own reading of a receipt (TLV first, then the text), the id as written.
+    try:
+        receipt = receipt_from_sm(sm, link=link, received_at=at, id_mode="as-is")
+    except ValueError:  # a NUL inside the id
+        return None
+    return receipt.message_id or None
 
 
 def _micros(at: datetime) -> int:
